@@ -1,0 +1,1 @@
+//! Independent checkers: linearizability, convergence.

@@ -1,0 +1,1 @@
+//! Clocks for distributed knowledge: Lamport, vector, version vectors, dots, hybrid logical clocks.

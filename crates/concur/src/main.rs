@@ -1,0 +1,52 @@
+//! `concur`: one binary for distributed knowledge — simulate, check, measure.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// concur: keep truth across machines that never all know the same thing at once.
+#[derive(Parser, Debug)]
+#[command(name = "concur", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a deterministic simulation of a protocol under faults.
+    Sim(cmd::sim::Args),
+    /// Check a history: linearizability, convergence.
+    Check(cmd::check::Args),
+    /// Minimum one-way and round-trip delay between two places on Earth.
+    Delay(cmd::delay::Args),
+    /// Benchmarks users can run: text traces, simulator throughput.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CONCUR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Sim(args) => cmd::sim::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Delay(args) => cmd::delay::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            // Exit code 2 is "bad input or usage"; 1 is reserved for a failed check.
+            ExitCode::from(2)
+        }
+    }
+}

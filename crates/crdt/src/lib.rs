@@ -1,0 +1,1 @@
+//! Conflict-free replicated data types: counters, sets, registers, maps, with delta sync.

@@ -1,0 +1,1 @@
+//! A deterministic discrete-event simulator for sans-IO distributed protocols.

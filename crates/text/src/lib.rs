@@ -1,0 +1,1 @@
+//! A sequence CRDT for collaborative text.
