@@ -1,0 +1,200 @@
+//! Client requests, replies, the error taxonomy (definite vs indefinite), and sessions (§6.3).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{ClientId, LogIndex, Membership, NodeId, Term};
+
+/// A request from a client session to one replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRequest {
+    /// The client session.
+    pub client_id: ClientId,
+    /// Increasing per session; a retry reuses the number and is applied at most once.
+    pub sequence: u64,
+    /// What to do.
+    pub operation: ClientOperation,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadConsistency {
+    /// Linearizable: confirmed by ReadIndex (or the leader lease when enabled).
+    Linearizable,
+    /// Served from the local state machine on any replica; the reply is marked stale.
+    Stale,
+}
+
+/// A client's operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientOperation {
+    /// A state-machine command, replicated through the log.
+    Write(Vec<u8>),
+    /// A state-machine query, not logged.
+    Read {
+        /// The encoded query.
+        query: Vec<u8>,
+        /// Required freshness.
+        consistency: ReadConsistency,
+    },
+    /// A membership change, committed through the log.
+    ChangeMembership(MembershipChange),
+    /// Ask the leader to hand leadership to a voter.
+    TransferLeadership(NodeId),
+}
+
+/// A requested membership change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add a non-voting learner.
+    AddLearner(NodeId),
+    /// Add a voter (promoting it if it is a learner).
+    AddVoter(NodeId),
+    /// Remove a voter or learner.
+    Remove(NodeId),
+    /// Replace the configuration; more than one voter change goes through joint consensus.
+    Replace(Membership),
+}
+
+/// A successful result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientResponse {
+    /// State-machine output (empty for membership changes and transfers).
+    pub output: Vec<u8>,
+    /// The log index at which the result was produced (applied index for reads).
+    pub index: LogIndex,
+    /// True when served without confirming leadership (explicit stale read).
+    pub stale: bool,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientReply {
+    /// The session.
+    pub client_id: ClientId,
+    /// The request number answered.
+    pub sequence: u64,
+    /// Result or error.
+    pub result: Result<ClientResponse, ClientError>,
+}
+
+/// Why a request failed. Each variant says whether the outcome is definite.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Definite: not applied. This replica is not the leader; retry at `leader_hint`.
+    #[error("not the leader (term {term}); last known leader: {leader_hint:?}")]
+    NotLeader {
+        /// The last leader this replica heard from, if any.
+        leader_hint: Option<NodeId>,
+        /// This replica's term.
+        term: Term,
+    },
+    /// Indefinite: the write may or may not be applied (leadership was lost while it was pending).
+    /// Retry with the same sequence number; the session makes the retry exactly-once.
+    #[error("outcome unknown: leadership lost while pending; last known leader: {leader_hint:?}")]
+    Indefinite {
+        /// The last leader this replica heard from, if any.
+        leader_hint: Option<NodeId>,
+    },
+    /// Definite: another membership change is in progress or the leader has not committed an
+    /// entry of its term yet (bug class B9).
+    #[error("membership change refused: {reason}")]
+    MembershipChangeRefused {
+        /// Why.
+        reason: String,
+    },
+    /// Definite: a leadership transfer is in progress; writes are refused until it ends.
+    #[error("leadership transfer in progress")]
+    TransferInProgress,
+    /// Definite: the transfer did not complete in time.
+    #[error("leadership transfer to {target} timed out")]
+    TransferFailed {
+        /// The intended new leader.
+        target: NodeId,
+    },
+    /// Indefinite: the session no longer remembers this sequence number's result.
+    #[error("session {client_id} has no record of request {sequence}")]
+    SessionExpired {
+        /// The session.
+        client_id: ClientId,
+        /// The request.
+        sequence: u64,
+    },
+    /// Definite: the leader holds too many pending requests; retry later.
+    #[error("too many pending requests")]
+    Overloaded,
+    /// Definite: the request is malformed.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+}
+
+impl ClientError {
+    /// True when the failed operation certainly had no effect.
+    pub fn is_definite(&self) -> bool {
+        !matches!(self, Self::Indefinite { .. } | Self::SessionExpired { .. })
+    }
+}
+
+/// What a session remembers: the latest applied request and its output.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The last applied sequence number.
+    pub sequence: u64,
+    /// Its output, returned again for a retry.
+    pub output: Vec<u8>,
+    /// Log index of the application, used to expire the least recently active session.
+    pub index: LogIndex,
+}
+
+/// The replicated session table; part of every snapshot so dedup survives compaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessions {
+    records: BTreeMap<ClientId, SessionRecord>,
+}
+
+/// What the session table says about a request about to be applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionCheck {
+    /// First time: apply it.
+    New,
+    /// Already applied: return this output without applying again.
+    Duplicate(Vec<u8>),
+    /// Older than the last applied request; its result is forgotten.
+    Expired,
+}
+
+impl Sessions {
+    /// Classifies a request from `client_id` with `sequence`.
+    pub fn check(&self, client_id: ClientId, sequence: u64) -> SessionCheck {
+        match self.records.get(&client_id) {
+            Some(record) if record.sequence == sequence => SessionCheck::Duplicate(record.output.clone()),
+            Some(record) if record.sequence > sequence => SessionCheck::Expired,
+            _ => SessionCheck::New,
+        }
+    }
+
+    /// Records an applied request, evicting the least recently active session beyond `max_sessions`.
+    /// Deterministic: every replica applies the same entries, so every replica evicts the same one.
+    pub fn record(&mut self, client_id: ClientId, sequence: u64, output: Vec<u8>, index: LogIndex, max_sessions: usize) {
+        self.records.insert(client_id, SessionRecord { sequence, output, index });
+        while self.records.len() > max_sessions.max(1) {
+            let oldest = self.records.iter().min_by_key(|(id, r)| (r.index, **id)).map(|(id, _)| *id);
+            match oldest {
+                Some(id) => self.records.remove(&id),
+                None => break,
+            };
+        }
+    }
+
+    /// Number of live sessions.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when no session is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}

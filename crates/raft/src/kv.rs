@@ -1,0 +1,238 @@
+//! The replicated key-value state machine: get, put, delete, compare-and-swap, increment.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A deterministic state machine driven by committed log entries.
+///
+/// Commands and queries are opaque bytes so log entries and messages stay non-generic; `apply`
+/// must be deterministic and must not fail on malformed bytes (encode the failure in the output,
+/// so every replica produces the same output).
+pub trait StateMachine {
+    /// Applies a committed command and returns its output.
+    fn apply(&mut self, command: &[u8]) -> Vec<u8>;
+    /// Answers a read-only query against the current state.
+    fn query(&self, query: &[u8]) -> Vec<u8>;
+    /// Serializes the whole state.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the state with a snapshot; on error the state is unchanged.
+    fn restore(&mut self, data: &[u8]) -> Result<(), StateMachineError>;
+}
+
+/// A state machine could not restore a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateMachineError {
+    /// The snapshot bytes did not decode; the state is unchanged.
+    #[error("snapshot does not decode: {0}")]
+    Decode(String),
+}
+
+/// A KV write, replicated through the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvCommand {
+    /// Set `key` to `value`.
+    Put {
+        /// The key.
+        key: String,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Remove `key`.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// Set `key` to `new` (None deletes) only if its current value equals `expected` (None = absent).
+    CompareAndSwap {
+        /// The key.
+        key: String,
+        /// Required current value.
+        expected: Option<Vec<u8>>,
+        /// Value to install.
+        new: Option<Vec<u8>>,
+    },
+    /// Add `delta` to the decimal integer at `key` (absent counts as 0).
+    Increment {
+        /// The key.
+        key: String,
+        /// Amount to add.
+        delta: i64,
+    },
+}
+
+/// A KV read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvQuery {
+    /// Read `key`.
+    Get {
+        /// The key.
+        key: String,
+    },
+}
+
+/// The output of a KV command or query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvOutput {
+    /// The value read, or the previous value for put/delete.
+    Value(Option<Vec<u8>>),
+    /// Compare-and-swap result and the value now current.
+    Swapped {
+        /// Whether the swap happened.
+        swapped: bool,
+        /// The value after the operation.
+        current: Option<Vec<u8>>,
+    },
+    /// New counter value after an increment.
+    Counter(i64),
+    /// A deterministic failure (malformed bytes, non-integer increment, overflow).
+    Error(String),
+}
+
+impl KvCommand {
+    /// Encodes for `ClientOperation::Write`.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+impl KvQuery {
+    /// Encodes for `ClientOperation::Read`.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+impl KvOutput {
+    /// Decodes a reply's output; malformed bytes become `KvOutput::Error`.
+    pub fn decode(bytes: &[u8]) -> Self {
+        postcard::from_bytes(bytes).unwrap_or_else(|e| Self::Error(format!("undecodable output: {e}")))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+/// The key-value store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kv {
+    entries: BTreeMap<String, Vec<u8>>,
+}
+
+impl Kv {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads a key directly (for tests and checkers).
+    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.entries.get(key)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn execute(&mut self, command: KvCommand) -> KvOutput {
+        match command {
+            KvCommand::Put { key, value } => KvOutput::Value(self.entries.insert(key, value)),
+            KvCommand::Delete { key } => KvOutput::Value(self.entries.remove(&key)),
+            KvCommand::CompareAndSwap { key, expected, new } => {
+                if self.entries.get(&key) != expected.as_ref() {
+                    return KvOutput::Swapped { swapped: false, current: self.entries.get(&key).cloned() };
+                }
+                match &new {
+                    Some(value) => self.entries.insert(key, value.clone()),
+                    None => self.entries.remove(&key),
+                };
+                KvOutput::Swapped { swapped: true, current: new }
+            }
+            KvCommand::Increment { key, delta } => {
+                let current = match self.entries.get(&key) {
+                    None => 0,
+                    Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|s| s.parse::<i64>().ok()) {
+                        Some(n) => n,
+                        None => return KvOutput::Error(format!("value at {key:?} is not an integer")),
+                    },
+                };
+                let Some(next) = current.checked_add(delta) else {
+                    return KvOutput::Error(format!("increment of {key:?} overflows"));
+                };
+                self.entries.insert(key, next.to_string().into_bytes());
+                KvOutput::Counter(next)
+            }
+        }
+    }
+}
+
+impl StateMachine for Kv {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        let output = match postcard::from_bytes::<KvCommand>(command) {
+            Ok(command) => self.execute(command),
+            Err(e) => KvOutput::Error(format!("undecodable command: {e}")),
+        };
+        output.encode()
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        let output = match postcard::from_bytes::<KvQuery>(query) {
+            Ok(KvQuery::Get { key }) => KvOutput::Value(self.entries.get(&key).cloned()),
+            Err(e) => KvOutput::Error(format!("undecodable query: {e}")),
+        };
+        output.encode()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(&self.entries).unwrap_or_default()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), StateMachineError> {
+        self.entries = postcard::from_bytes(data).map_err(|e| StateMachineError::Decode(e.to_string()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(kv: &mut Kv, command: KvCommand) -> KvOutput {
+        KvOutput::decode(&kv.apply(&command.encode()))
+    }
+
+    #[test]
+    fn operations_follow_their_contracts() {
+        let mut kv = Kv::new();
+        let key = || "k".to_string();
+        assert_eq!(run(&mut kv, KvCommand::Put { key: key(), value: b"1".to_vec() }), KvOutput::Value(None));
+        assert_eq!(run(&mut kv, KvCommand::Increment { key: key(), delta: 41 }), KvOutput::Counter(42));
+        let failed = run(&mut kv, KvCommand::CompareAndSwap { key: key(), expected: None, new: Some(b"x".to_vec()) });
+        assert_eq!(failed, KvOutput::Swapped { swapped: false, current: Some(b"42".to_vec()) });
+        let swapped = run(&mut kv, KvCommand::CompareAndSwap { key: key(), expected: Some(b"42".to_vec()), new: Some(b"x".to_vec()) });
+        assert_eq!(swapped, KvOutput::Swapped { swapped: true, current: Some(b"x".to_vec()) });
+        assert!(matches!(run(&mut kv, KvCommand::Increment { key: key(), delta: 1 }), KvOutput::Error(_)));
+        assert_eq!(run(&mut kv, KvCommand::Delete { key: key() }), KvOutput::Value(Some(b"x".to_vec())));
+        assert_eq!(KvOutput::decode(&kv.query(&KvQuery::Get { key: key() }.encode())), KvOutput::Value(None));
+        assert!(matches!(KvOutput::decode(&kv.apply(b"\xff\xff\xff")), KvOutput::Error(_)));
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_bad_bytes_leave_state_unchanged() {
+        let mut kv = Kv::new();
+        run(&mut kv, KvCommand::Put { key: "a".into(), value: b"1".to_vec() });
+        let mut copy = Kv::new();
+        copy.restore(&kv.snapshot()).expect("restore");
+        assert_eq!(copy, kv);
+        assert!(copy.restore(b"\xff").is_err());
+        assert_eq!(copy, kv);
+    }
+}

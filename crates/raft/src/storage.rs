@@ -1,0 +1,172 @@
+//! The storage trait, checksummed record replay, and the in-memory storage used by simulators.
+//!
+//! Storage is a sequence of records, each one `PersistRequest` framed by `codec` (length + CRC32).
+//! `write` buffers a record; `sync` makes every buffered record durable at once (group commit);
+//! only after `sync` returns may the driver feed `Input::PersistDone` for those tokens.
+
+use std::collections::BTreeMap;
+
+use crate::codec::{self, CodecError};
+use crate::replica::{PersistRequest, RecoveredState};
+use crate::types::{Entry, HardState, LogIndex, Snapshot};
+
+/// Durable storage for one replica.
+pub trait Storage {
+    /// Buffers one persist request (not yet durable). On error nothing was buffered.
+    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError>;
+    /// Makes every buffered request durable (one fsync for the batch). On error, the buffered
+    /// requests may or may not be durable; the driver must not acknowledge them.
+    fn sync(&mut self) -> Result<(), StorageError>;
+    /// Reads back the durable state. A record failing its checksum ends the replay and sets
+    /// `RecoveredState::corrupted`.
+    fn load(&self) -> Result<RecoveredState, StorageError>;
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The operating system reported an IO error; durability of the batch is unknown.
+    #[error("storage io: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record could not be encoded; nothing was written.
+    #[error("storage codec: {0}")]
+    Codec(#[from] CodecError),
+}
+
+/// Replays records into the state they describe.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Replay {
+    hard_state: HardState,
+    snapshot: Option<Snapshot>,
+    entries: BTreeMap<LogIndex, Entry>,
+}
+
+impl Replay {
+    pub(crate) fn apply(&mut self, request: PersistRequest) {
+        if let Some(snapshot) = request.snapshot {
+            let index = snapshot.meta.index;
+            let matches = self.entries.get(&index).is_some_and(|e| e.term == snapshot.meta.term);
+            if matches {
+                self.entries = self.entries.split_off(&(index + 1));
+            } else {
+                self.entries.clear();
+            }
+            self.snapshot = Some(snapshot);
+        }
+        if let Some(from) = request.log_from {
+            self.entries.split_off(&from);
+            for entry in request.entries {
+                self.entries.insert(entry.index, entry);
+            }
+        }
+        if let Some(hard_state) = request.hard_state {
+            self.hard_state = hard_state;
+        }
+    }
+
+    /// Replays framed records from `bytes`; returns the state and whether a bad record was found.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> (Self, bool) {
+        let mut replay = Self::default();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            match codec::decode_frame::<PersistRequest>(&bytes[offset..]) {
+                Ok((request, used)) => {
+                    replay.apply(request);
+                    offset += used;
+                }
+                // A torn tail (short write at crash) was never acknowledged: drop it silently.
+                Err(CodecError::Truncated { .. }) => return (replay, false),
+                Err(_) => return (replay, true),
+            }
+        }
+        (replay, false)
+    }
+
+    pub(crate) fn into_recovered(self, corrupted: bool) -> RecoveredState {
+        let first = self.snapshot.as_ref().map_or(1, |s| s.meta.index + 1);
+        let mut entries = Vec::new();
+        for (index, entry) in self.entries {
+            // Keep only the contiguous run after the snapshot.
+            if index != first + entries.len() as u64 {
+                break;
+            }
+            entries.push(entry);
+        }
+        RecoveredState { hard_state: self.hard_state, snapshot: self.snapshot, entries, corrupted }
+    }
+
+    /// One record describing the whole state (used to compact after a snapshot).
+    pub(crate) fn checkpoint(&self) -> PersistRequest {
+        let entries: Vec<Entry> = self.entries.values().cloned().collect();
+        PersistRequest {
+            token: 0,
+            hard_state: Some(self.hard_state),
+            snapshot: self.snapshot.clone(),
+            log_from: entries.first().map(|e| e.index),
+            entries,
+        }
+    }
+}
+
+/// In-memory storage with explicit durability: `crash` drops everything not yet synced.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStorage {
+    durable: Vec<u8>,
+    unsynced: Vec<u8>,
+    compact_on_sync: bool,
+}
+
+impl MemoryStorage {
+    /// Empty storage.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Simulates a crash: buffered but unsynced records are lost.
+    pub fn crash(&mut self) {
+        self.unsynced.clear();
+    }
+
+    /// Bytes of durable records.
+    pub fn durable_bytes(&self) -> usize {
+        self.durable.len()
+    }
+
+    /// Flips one bit of the durable bytes at `offset` (a disk fault); false if out of range.
+    pub fn corrupt_byte(&mut self, offset: usize) -> bool {
+        match self.durable.get_mut(offset) {
+            Some(byte) => {
+                *byte ^= 0x40;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn write(&mut self, request: &PersistRequest) -> Result<(), StorageError> {
+        let frame = codec::encode_frame(request)?;
+        self.unsynced.extend_from_slice(&frame);
+        self.compact_on_sync |= request.snapshot.is_some();
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.durable.append(&mut self.unsynced);
+        // Compact once a snapshot made the record history mostly obsolete.
+        if std::mem::take(&mut self.compact_on_sync) {
+            let (replay, corrupted) = Replay::from_bytes(&self.durable);
+            if !corrupted {
+                self.durable = codec::encode_frame(&replay.checkpoint())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&self) -> Result<RecoveredState, StorageError> {
+        let (replay, corrupted) = Replay::from_bytes(&self.durable);
+        Ok(replay.into_recovered(corrupted))
+    }
+}

@@ -1,0 +1,120 @@
+//! The vocabulary shared by every module: ids, terms, indexes, log entries, membership, snapshots.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+/// A replica's identity; the same number space as `clock::ReplicaId`.
+pub type NodeId = u64;
+/// A Raft term (election epoch); starts at 0, only grows.
+pub type Term = u64;
+/// A position in the replicated log; the first entry has index 1, index 0 means "before the log".
+pub type LogIndex = u64;
+/// Identifies a client session for exactly-once semantics (§6.3 of the Raft dissertation).
+pub type ClientId = u64;
+
+/// The durable per-replica state that votes depend on (Raft Figure 2 "persistent state").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    /// Latest term this replica has seen.
+    pub term: Term,
+    /// The candidate this replica voted for in `term`, if any.
+    pub voted_for: Option<NodeId>,
+}
+
+/// Voters and learners of a cluster configuration; `outgoing_voters` is set while in joint consensus.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// Voters of the (incoming) configuration.
+    pub voters: BTreeSet<NodeId>,
+    /// Voters of the outgoing configuration while a joint change is in progress; empty otherwise.
+    pub outgoing_voters: BTreeSet<NodeId>,
+    /// Non-voting members that receive the log (new servers catching up, read replicas).
+    pub learners: BTreeSet<NodeId>,
+}
+
+impl Membership {
+    /// A configuration of the given voters and no learners.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
+        Self { voters: voters.into_iter().collect(), ..Self::default() }
+    }
+
+    /// True while the configuration is joint (old and new voter sets must both agree).
+    pub fn is_joint(&self) -> bool {
+        !self.outgoing_voters.is_empty()
+    }
+
+    /// True when `id` votes in either half of the configuration.
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.outgoing_voters.contains(&id)
+    }
+
+    /// Every member that should receive the log: voters of both halves and learners.
+    pub fn members(&self) -> BTreeSet<NodeId> {
+        let mut all = self.voters.clone();
+        all.extend(self.outgoing_voters.iter().copied());
+        all.extend(self.learners.iter().copied());
+        all
+    }
+}
+
+/// What a log entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// The entry a new leader appends to commit entries of earlier terms (Raft §5.4.2, §8).
+    Noop,
+    /// A state-machine command from a client session.
+    Command {
+        /// The session that proposed it.
+        client_id: ClientId,
+        /// The session's request number; a retried request reuses it and is applied once.
+        sequence: u64,
+        /// State-machine specific bytes (for the KV store, an encoded `KvCommand`).
+        command: Vec<u8>,
+    },
+    /// A new cluster configuration; takes effect as soon as it is appended (dissertation §4.1).
+    Membership(Membership),
+}
+
+/// One record of the replicated log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The term of the leader that created the entry.
+    pub term: Term,
+    /// The entry's position in the log.
+    pub index: LogIndex,
+    /// What the entry carries.
+    pub payload: EntryPayload,
+}
+
+impl Entry {
+    /// Approximate encoded size in bytes, used to bound message batches.
+    pub fn size_bytes(&self) -> usize {
+        let payload = match &self.payload {
+            EntryPayload::Noop => 0,
+            EntryPayload::Command { command, .. } => command.len() + 16,
+            EntryPayload::Membership(m) => 8 * (m.voters.len() + m.outgoing_voters.len() + m.learners.len()),
+        };
+        payload + 24
+    }
+}
+
+/// Identifies a snapshot: the last log entry it covers and the configuration as of that entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    /// Index of the last entry the snapshot includes.
+    pub index: LogIndex,
+    /// Term of that entry.
+    pub term: Term,
+    /// The configuration in force at `index`.
+    pub membership: Membership,
+}
+
+/// A state-machine snapshot (state + client sessions) replacing the log prefix up to `meta.index`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// What the snapshot covers.
+    pub meta: SnapshotMeta,
+    /// Encoded state: see `SnapshotData` in the replica module.
+    pub data: Vec<u8>,
+}
