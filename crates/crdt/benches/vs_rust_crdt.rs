@@ -1,0 +1,2 @@
+//! Benchmarks against rust-crdt (being written).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Anti-entropy (placeholder, filled in below).
