@@ -105,7 +105,11 @@ mod tests {
         let lost = disk.crash(&mut rng);
         let storage = disk.durable();
         assert_eq!(storage.get("a"), Some(&[1u8][..]));
-        assert_eq!(storage.len(), 3 - lost, "a prefix survived, the rest is lost");
+        assert_eq!(
+            storage.len(),
+            3 - lost,
+            "a prefix survived, the rest is lost"
+        );
         if storage.get("c").is_some() {
             assert!(storage.get("b").is_some(), "writes survive in order");
         }

@@ -59,7 +59,9 @@ pub enum LocationError {
         known: String,
     },
     /// `lat,lon` was given but a number is malformed or out of range.
-    #[error("bad coordinates `{text}`: latitude must be within [-90, 90] and longitude within [-180, 180]")]
+    #[error(
+        "bad coordinates `{text}`: latitude must be within [-90, 90] and longitude within [-180, 180]"
+    )]
     BadCoordinates {
         /// The text given.
         text: String,
@@ -70,19 +72,21 @@ impl Location {
     /// Looks up a named region (case-insensitive, `_` and ` ` accepted for `-`).
     pub fn region(name: &str) -> Option<Location> {
         let wanted = name.trim().to_ascii_lowercase().replace(['_', ' '], "-");
-        REGIONS
-            .iter()
-            .find(|(region, _, _)| *region == wanted)
-            .map(|&(region, latitude_deg, longitude_deg)| Location {
+        REGIONS.iter().find(|(region, _, _)| *region == wanted).map(
+            |&(region, latitude_deg, longitude_deg)| Location {
                 name: region.to_string(),
                 latitude_deg,
                 longitude_deg,
-            })
+            },
+        )
     }
 
     /// Great-circle distance to `other` in kilometres (haversine on a sphere).
     pub fn distance_km(&self, other: &Location) -> f64 {
-        let (lat1, lat2) = (self.latitude_deg.to_radians(), other.latitude_deg.to_radians());
+        let (lat1, lat2) = (
+            self.latitude_deg.to_radians(),
+            other.latitude_deg.to_radians(),
+        );
         let delta_lat = lat2 - lat1;
         let delta_lon = (other.longitude_deg - self.longitude_deg).to_radians();
         let a = (delta_lat / 2.0).sin().powi(2)
@@ -103,7 +107,11 @@ pub fn delay_ns(distance_km: f64, fraction: f64) -> u64 {
 
 /// The known region names, comma-separated (for error messages and help text).
 pub fn known_regions() -> String {
-    REGIONS.iter().map(|(name, _, _)| *name).collect::<Vec<_>>().join(", ")
+    REGIONS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl FromStr for Location {
@@ -119,7 +127,9 @@ impl FromStr for Location {
                 known: known_regions(),
             });
         };
-        let bad = || LocationError::BadCoordinates { text: text.to_string() };
+        let bad = || LocationError::BadCoordinates {
+            text: text.to_string(),
+        };
         let latitude_deg: f64 = latitude.trim().parse().map_err(|_| bad())?;
         let longitude_deg: f64 = longitude.trim().parse().map_err(|_| bad())?;
         if !(-90.0..=90.0).contains(&latitude_deg) || !(-180.0..=180.0).contains(&longitude_deg) {

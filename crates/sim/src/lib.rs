@@ -41,6 +41,7 @@ pub mod history;
 pub mod nemesis;
 pub mod network;
 pub mod process;
+pub mod scenario;
 pub mod services;
 pub mod simulation;
 pub mod trace;

@@ -182,7 +182,10 @@ impl NemesisPlan {
             let end_ns = (now_ns + hold_ns).min(duration_ns);
             let node = rng.random_range(0..nodes as NodeId);
             let (fault, repairs) = draw(kind, node, nodes, &mut rng);
-            plan.steps.push(NemesisStep { at_ns: now_ns, fault });
+            plan.steps.push(NemesisStep {
+                at_ns: now_ns,
+                fault,
+            });
             for repair in repairs {
                 plan.steps.push(NemesisStep {
                     at_ns: end_ns,

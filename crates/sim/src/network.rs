@@ -277,7 +277,11 @@ impl Network {
             latitude_deg: 39.0,
             longitude_deg: -77.5,
         })];
-        let placement = if placement.is_empty() { &fallback[..] } else { placement };
+        let placement = if placement.is_empty() {
+            &fallback[..]
+        } else {
+            placement
+        };
         for node in 0..nodes {
             let location = &placement[node % placement.len()];
             let site = match sites.iter().position(|site| site == location) {
@@ -429,8 +433,12 @@ mod tests {
     fn partitions_block_the_directions_they_name() {
         let mut rng = SimRng::seed_from_u64(3);
         let one_way = Partition::random(PartitionKind::Asymmetric, 5, &mut rng);
-        let minority: Vec<NodeId> = (0..5).filter(|&n| one_way.group_of[n as usize] == 1).collect();
-        let majority: Vec<NodeId> = (0..5).filter(|&n| one_way.group_of[n as usize] == 0).collect();
+        let minority: Vec<NodeId> = (0..5)
+            .filter(|&n| one_way.group_of[n as usize] == 1)
+            .collect();
+        let majority: Vec<NodeId> = (0..5)
+            .filter(|&n| one_way.group_of[n as usize] == 0)
+            .collect();
         assert_eq!((minority.len(), majority.len()), (2, 3));
         assert!(one_way.blocks(minority[0], majority[0]));
         assert!(!one_way.blocks(majority[0], minority[0]));
@@ -460,7 +468,10 @@ mod tests {
             network.route(0, 1, &mut rng),
             Route::Dropped(DropReason::Partition)
         );
-        assert!(matches!(network.route(1, 0, &mut rng), Route::Delivered { .. }));
+        assert!(matches!(
+            network.route(1, 0, &mut rng),
+            Route::Delivered { .. }
+        ));
         assert_eq!(
             network.route(0, 7, &mut rng),
             Route::Dropped(DropReason::NoSuchNode)

@@ -533,7 +533,10 @@ impl<P: Process> Simulation<P> {
 
     fn think_ns(&mut self) -> u64 {
         let clients = &self.config.clients;
-        let (low, high) = (clients.think_ns_min, clients.think_ns_max.max(clients.think_ns_min));
+        let (low, high) = (
+            clients.think_ns_min,
+            clients.think_ns_max.max(clients.think_ns_min),
+        );
         self.rng.random_range(low..=high)
     }
 
@@ -566,7 +569,9 @@ impl<P: Process> Simulation<P> {
                 if let Some(token) = state.disk.complete_oldest() {
                     self.stats.writes_durable += 1;
                     self.mix(token);
-                    self.record_local(node, TraceKind::Persisted, None, || format!("token {token}"));
+                    self.record_local(node, TraceKind::Persisted, None, || {
+                        format!("token {token}")
+                    });
                     self.call(node, Input::Persisted { token });
                 }
             }
@@ -619,7 +624,14 @@ impl<P: Process> Simulation<P> {
             if self.trace.is_some() {
                 let detail = format!("{}: {message:?}", DropReason::NodeDown);
                 let carried = clock.as_deref();
-                self.record(TraceKind::Drop, Some(to), Some(from), None, &detail, carried);
+                self.record(
+                    TraceKind::Drop,
+                    Some(to),
+                    Some(from),
+                    None,
+                    &detail,
+                    carried,
+                );
             }
             return;
         }
@@ -731,7 +743,14 @@ impl<P: Process> Simulation<P> {
                 if self.trace.is_some() {
                     let detail = format!("{reason}: {message:?}");
                     let carried = clock.as_deref();
-                    self.record(TraceKind::Drop, Some(to), Some(from), None, &detail, carried);
+                    self.record(
+                        TraceKind::Drop,
+                        Some(to),
+                        Some(from),
+                        None,
+                        &detail,
+                        carried,
+                    );
                 }
             }
             Route::Delivered {
@@ -827,7 +846,13 @@ impl<P: Process> Simulation<P> {
         state.outstanding = Some((request_id, call.invocation.clone(), call.node));
         let process = state.process;
         self.stats.operations += 1;
-        self.push_history(process, EventType::Invoke, &call.invocation, None, call.node);
+        self.push_history(
+            process,
+            EventType::Invoke,
+            &call.invocation,
+            None,
+            call.node,
+        );
         let latency_ns = self.network.config().client_latency_ns;
         let request = Event::ClientRequest {
             client,
@@ -878,7 +903,13 @@ impl<P: Process> Simulation<P> {
             return;
         };
         let process = state.process;
-        self.complete(client, process, &invocation, Outcome::Info("timeout".into()), node);
+        self.complete(
+            client,
+            process,
+            &invocation,
+            Outcome::Info("timeout".into()),
+            node,
+        );
     }
 
     fn complete(

@@ -99,7 +99,10 @@ impl Trace {
                 let _ = write!(clock_text, "{separator}\"n{replica}\":{counter}");
             }
             clock_text.push('}');
-            let peer = event.peer.map(|peer| format!(" n{peer}")).unwrap_or_default();
+            let peer = event
+                .peer
+                .map(|peer| format!(" n{peer}"))
+                .unwrap_or_default();
             let kind = serde_json::to_value(event.kind)
                 .ok()
                 .and_then(|value| value.as_str().map(str::to_string))

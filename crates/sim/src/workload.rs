@@ -68,8 +68,12 @@ pub struct Call<Q> {
 /// Generates client operations for a protocol `P` and judges its responses.
 pub trait Workload<P: Process> {
     /// The next operation of `client`, or `None` if this client is done.
-    fn next_call(&mut self, client: ClientId, nodes: usize, rng: &mut SimRng)
-    -> Option<Call<P::Request>>;
+    fn next_call(
+        &mut self,
+        client: ClientId,
+        nodes: usize,
+        rng: &mut SimRng,
+    ) -> Option<Call<P::Request>>;
 
     /// How the operation `invocation` ended, given the node's `response`.
     fn outcome(&mut self, invocation: &Invocation, response: &P::Response) -> Outcome;

@@ -60,7 +60,9 @@ pub fn apply_register(
     operation: &RegisterOperation,
 ) -> (RegisterResponse, bool) {
     match operation {
-        RegisterOperation::Read { key } => (RegisterResponse::Value(values.get(key).copied()), false),
+        RegisterOperation::Read { key } => {
+            (RegisterResponse::Value(values.get(key).copied()), false)
+        }
         RegisterOperation::Write { key, value } => {
             values.insert(key.clone(), *value);
             (RegisterResponse::Written, true)

@@ -81,7 +81,11 @@ impl PrimaryBackupRegister {
             .unwrap_or(self.node)
     }
 
-    fn execute(&mut self, operation: &RegisterOperation, context: &mut Ctx<'_>) -> RegisterResponse {
+    fn execute(
+        &mut self,
+        operation: &RegisterOperation,
+        context: &mut Ctx<'_>,
+    ) -> RegisterResponse {
         let (response, changed) = apply_register(&mut self.values, operation);
         if changed {
             let key = match operation {
@@ -102,7 +106,13 @@ impl PrimaryBackupRegister {
         response
     }
 
-    fn on_message(&mut self, now_ns: u64, from: NodeId, message: PrimaryBackupMessage, context: &mut Ctx<'_>) {
+    fn on_message(
+        &mut self,
+        now_ns: u64,
+        from: NodeId,
+        message: PrimaryBackupMessage,
+        context: &mut Ctx<'_>,
+    ) {
         if let Some(heard) = self.last_heard_ns.get_mut(from as usize) {
             *heard = now_ns;
         }
@@ -151,7 +161,9 @@ impl Process for PrimaryBackupRegister {
         match input {
             Input::Start => {
                 // Presume everyone alive at boot so nodes do not all start as primary.
-                self.last_heard_ns.iter_mut().for_each(|heard| *heard = now_ns);
+                self.last_heard_ns
+                    .iter_mut()
+                    .for_each(|heard| *heard = now_ns);
                 context.set_timer(self.heartbeat_ns, 0);
             }
             Input::Timer { .. } => {

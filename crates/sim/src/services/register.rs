@@ -96,10 +96,20 @@ impl SingleCopyRegister {
         self.state.values.get(key).copied()
     }
 
-    fn accept(&mut self, pending: Pending, context: &mut Context<'_, RegisterMessage, RegisterResponse>) {
+    fn accept(
+        &mut self,
+        pending: Pending,
+        context: &mut Context<'_, RegisterMessage, RegisterResponse>,
+    ) {
         if self.queue.len() >= QUEUE_LIMIT {
             let refusal = RegisterResponse::Refused("server busy".into());
-            self.answer(pending.origin, pending.client, pending.request_id, refusal, context);
+            self.answer(
+                pending.origin,
+                pending.client,
+                pending.request_id,
+                refusal,
+                context,
+            );
             return;
         }
         self.queue.push_back(pending);
@@ -113,7 +123,8 @@ impl SingleCopyRegister {
                 return;
             };
             let seen = self.state.applied.get(&head.client).copied().unwrap_or(0);
-            if head.request_id <= seen && !matches!(head.operation, RegisterOperation::Read { .. }) {
+            if head.request_id <= seen && !matches!(head.operation, RegisterOperation::Read { .. })
+            {
                 // Already applied (a duplicate): the original's answer went out before.
                 self.queue.pop_front();
                 continue;
@@ -140,7 +151,11 @@ impl SingleCopyRegister {
         }
     }
 
-    fn persisted(&mut self, token: u64, context: &mut Context<'_, RegisterMessage, RegisterResponse>) {
+    fn persisted(
+        &mut self,
+        token: u64,
+        context: &mut Context<'_, RegisterMessage, RegisterResponse>,
+    ) {
         match &self.writing {
             Some(writing) if writing.token == token => {}
             _ => return,
