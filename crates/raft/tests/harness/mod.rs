@@ -50,8 +50,8 @@ enum Event {
     Sync { node: NodeId, incarnation: u64, token: u64 },
 }
 
-/// Message filter: return false to drop.
-pub type Filter = Box<dyn FnMut(&Message) -> bool>;
+/// Message filter: may edit the message; return false to drop it.
+pub type Filter = Box<dyn FnMut(&mut Message) -> bool>;
 
 pub struct Network {
     pub now_ms: u64,
@@ -203,12 +203,12 @@ impl Network {
         }
     }
 
-    fn transmit(&mut self, message: Message) {
+    fn transmit(&mut self, mut message: Message) {
         if self.blocked.contains(&(message.from, message.to)) || self.rng.chance_per_mille(self.drop_per_mille) {
             return;
         }
         if let Some(filter) = self.filter.as_mut()
-            && !filter(&message)
+            && !filter(&mut message)
         {
             return;
         }
