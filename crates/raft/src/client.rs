@@ -169,7 +169,9 @@ impl Sessions {
     /// Classifies a request from `client_id` with `sequence`.
     pub fn check(&self, client_id: ClientId, sequence: u64) -> SessionCheck {
         match self.records.get(&client_id) {
-            Some(record) if record.sequence == sequence => SessionCheck::Duplicate(record.output.clone()),
+            Some(record) if record.sequence == sequence => {
+                SessionCheck::Duplicate(record.output.clone())
+            }
             Some(record) if record.sequence > sequence => SessionCheck::Expired,
             _ => SessionCheck::New,
         }
@@ -177,10 +179,28 @@ impl Sessions {
 
     /// Records an applied request, evicting the least recently active session beyond `max_sessions`.
     /// Deterministic: every replica applies the same entries, so every replica evicts the same one.
-    pub fn record(&mut self, client_id: ClientId, sequence: u64, output: Vec<u8>, index: LogIndex, max_sessions: usize) {
-        self.records.insert(client_id, SessionRecord { sequence, output, index });
+    pub fn record(
+        &mut self,
+        client_id: ClientId,
+        sequence: u64,
+        output: Vec<u8>,
+        index: LogIndex,
+        max_sessions: usize,
+    ) {
+        self.records.insert(
+            client_id,
+            SessionRecord {
+                sequence,
+                output,
+                index,
+            },
+        );
         while self.records.len() > max_sessions.max(1) {
-            let oldest = self.records.iter().min_by_key(|(id, r)| (r.index, **id)).map(|(id, _)| *id);
+            let oldest = self
+                .records
+                .iter()
+                .min_by_key(|(id, r)| (r.index, **id))
+                .map(|(id, _)| *id);
             match oldest {
                 Some(id) => self.records.remove(&id),
                 None => break,

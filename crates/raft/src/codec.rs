@@ -66,10 +66,12 @@ pub fn encode_frame<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
 
 /// Decodes the frame at the start of `bytes`; returns the value and the bytes consumed.
 pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
-    let header = bytes.get(..FRAME_HEADER_BYTES).ok_or(CodecError::Truncated {
-        needed: FRAME_HEADER_BYTES,
-        available: bytes.len(),
-    })?;
+    let header = bytes
+        .get(..FRAME_HEADER_BYTES)
+        .ok_or(CodecError::Truncated {
+            needed: FRAME_HEADER_BYTES,
+            available: bytes.len(),
+        })?;
     if header[0] != FRAME_VERSION {
         return Err(CodecError::UnknownVersion(header[0]));
     }
@@ -79,7 +81,12 @@ pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), Cod
         return Err(CodecError::TooLarge(length));
     }
     let needed = FRAME_HEADER_BYTES + length;
-    let body = bytes.get(FRAME_HEADER_BYTES..needed).ok_or(CodecError::Truncated { needed, available: bytes.len() })?;
+    let body = bytes
+        .get(FRAME_HEADER_BYTES..needed)
+        .ok_or(CodecError::Truncated {
+            needed,
+            available: bytes.len(),
+        })?;
     let computed = crc32fast::hash(body);
     if computed != stored {
         return Err(CodecError::ChecksumMismatch { stored, computed });
@@ -97,7 +104,10 @@ pub fn encode_message(message: &Message) -> Result<Vec<u8>, CodecError> {
 pub fn decode_message(bytes: &[u8]) -> Result<Message, CodecError> {
     let (message, used) = decode_frame(bytes)?;
     if used != bytes.len() {
-        return Err(CodecError::Body(format!("{} trailing bytes after message", bytes.len() - used)));
+        return Err(CodecError::Body(format!(
+            "{} trailing bytes after message",
+            bytes.len() - used
+        )));
     }
     Ok(message)
 }
@@ -117,7 +127,15 @@ mod tests {
             body: MessageBody::AppendEntries {
                 prev_index: 4,
                 prev_term: 2,
-                entries: vec![Entry { term: 3, index: 5, payload: EntryPayload::Command { client_id: 9, sequence: 1, command: b"x".to_vec() } }],
+                entries: vec![Entry {
+                    term: 3,
+                    index: 5,
+                    payload: EntryPayload::Command {
+                        client_id: 9,
+                        sequence: 1,
+                        command: b"x".to_vec(),
+                    },
+                }],
                 leader_commit: 4,
                 heartbeat_seq: 7,
             },
@@ -137,7 +155,10 @@ mod tests {
             for bit in 0..8 {
                 let mut corrupt = bytes.clone();
                 corrupt[position] ^= 1 << bit;
-                assert!(decode_message(&corrupt).is_err(), "flip at byte {position} bit {bit} undetected");
+                assert!(
+                    decode_message(&corrupt).is_err(),
+                    "flip at byte {position} bit {bit} undetected"
+                );
             }
         }
     }

@@ -76,17 +76,30 @@ impl RaftConfig {
 
     /// Checks the relations the protocol relies on.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.election_timeout_min_ms {
-            return Err(ConfigError("heartbeat_interval_ms must be in 1..election_timeout_min_ms".into()));
+        if self.heartbeat_interval_ms == 0
+            || self.heartbeat_interval_ms >= self.election_timeout_min_ms
+        {
+            return Err(ConfigError(
+                "heartbeat_interval_ms must be in 1..election_timeout_min_ms".into(),
+            ));
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
-            return Err(ConfigError("election_timeout_max_ms must exceed election_timeout_min_ms".into()));
+            return Err(ConfigError(
+                "election_timeout_max_ms must exceed election_timeout_min_ms".into(),
+            ));
         }
-        if self.lease_reads && (!self.check_quorum || self.clock_drift_bound_ms >= self.election_timeout_min_ms) {
+        if self.lease_reads
+            && (!self.check_quorum || self.clock_drift_bound_ms >= self.election_timeout_min_ms)
+        {
             return Err(ConfigError("lease_reads needs check_quorum and a drift bound below the minimum election timeout".into()));
         }
-        if self.max_entries_per_message == 0 || self.max_inflight_messages == 0 || self.snapshot_chunk_bytes == 0 {
-            return Err(ConfigError("message, inflight and chunk limits must be positive".into()));
+        if self.max_entries_per_message == 0
+            || self.max_inflight_messages == 0
+            || self.snapshot_chunk_bytes == 0
+        {
+            return Err(ConfigError(
+                "message, inflight and chunk limits must be positive".into(),
+            ));
         }
         Ok(())
     }

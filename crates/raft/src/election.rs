@@ -6,7 +6,7 @@ use crate::client::ClientError;
 use crate::kv::StateMachine;
 use crate::message::{Message, MessageBody};
 use crate::quorum::{self, VoteResult};
-use crate::replica::{Gate, Progress, Replica, Role};
+use crate::replica::{Gate, Progress, Replica, Role, Transfer};
 use crate::types::{EntryPayload, NodeId, Term};
 
 impl<M: StateMachine> Replica<M> {
@@ -32,11 +32,17 @@ impl<M: StateMachine> Replica<M> {
         let term = self.hard_state.term;
         if message.term > term {
             match &message.body {
-                MessageBody::RequestVote { leadership_transfer, .. } if !leadership_transfer && self.in_leader_lease() => {
+                MessageBody::RequestVote {
+                    leadership_transfer,
+                    ..
+                } if !leadership_transfer && self.in_leader_lease() => {
                     return; // a live leader exists: do not let a disruptive server depose it (B14)
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {} // pre-votes change no state
-                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
                 body => {
                     let leader = body.is_from_leader().then_some(message.from);
                     self.become_follower(message.term, leader);
@@ -51,7 +57,10 @@ impl<M: StateMachine> Replica<M> {
                     self.send(message.from, term, body, Gate::Log);
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
-                    let body = MessageBody::RequestVoteResponse { granted: false, pre_vote: true };
+                    let body = MessageBody::RequestVoteResponse {
+                        granted: false,
+                        pre_vote: true,
+                    };
                     self.send(message.from, term, body, Gate::Log);
                 }
                 _ => {}
@@ -62,25 +71,54 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn dispatch(&mut self, message: Message) {
-        let Message { from, term, body, .. } = message;
+        let Message {
+            from, term, body, ..
+        } = message;
         match body {
-            MessageBody::AppendEntries { prev_index, prev_term, entries, leader_commit, heartbeat_seq } => {
+            MessageBody::AppendEntries {
+                prev_index,
+                prev_term,
+                entries,
+                leader_commit,
+                heartbeat_seq,
+            } => {
                 self.follow(from);
-                self.handle_append_entries(from, prev_index, prev_term, entries, leader_commit, heartbeat_seq);
+                self.handle_append_entries(
+                    from,
+                    prev_index,
+                    prev_term,
+                    entries,
+                    leader_commit,
+                    heartbeat_seq,
+                );
             }
-            MessageBody::InstallSnapshot { meta, offset, chunk, done, heartbeat_seq } => {
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                chunk,
+                done,
+                heartbeat_seq,
+            } => {
                 self.follow(from);
                 self.handle_install_snapshot(from, meta, offset, chunk, done, heartbeat_seq);
             }
-            MessageBody::AppendEntriesResponse { .. } | MessageBody::InstallSnapshotResponse { .. } => {
+            MessageBody::AppendEntriesResponse { .. }
+            | MessageBody::InstallSnapshotResponse { .. } => {
                 if self.role == Role::Leader {
                     self.handle_replication_response(from, body);
                 }
             }
-            MessageBody::RequestVote { last_index, last_term, pre_vote, .. } => {
+            MessageBody::RequestVote {
+                last_index,
+                last_term,
+                pre_vote,
+                ..
+            } => {
                 self.handle_request_vote(from, term, last_index, last_term, pre_vote);
             }
-            MessageBody::RequestVoteResponse { granted, pre_vote } => self.handle_vote_response(from, term, granted, pre_vote),
+            MessageBody::RequestVoteResponse { granted, pre_vote } => {
+                self.handle_vote_response(from, term, granted, pre_vote)
+            }
             MessageBody::TimeoutNow => {
                 if self.is_promotable() {
                     self.start_election(false, true);
@@ -100,7 +138,14 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
-    fn handle_request_vote(&mut self, from: NodeId, term: Term, last_index: u64, last_term: Term, pre_vote: bool) {
+    fn handle_request_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        last_index: u64,
+        last_term: Term,
+        pre_vote: bool,
+    ) {
         let current = self.hard_state.term;
         // etcd's rule: vote again for the same candidate; vote when free and leaderless; a pre-vote
         // for a later term is always considered. The vote is never cleared within a term (B3).
@@ -116,12 +161,25 @@ impl<M: StateMachine> Replica<M> {
         }
         let reply_term = if granted && pre_vote { term } else { current };
         // The vote must be durable before the candidate hears of it (B2): gate on the log.
-        self.send(from, reply_term, MessageBody::RequestVoteResponse { granted, pre_vote }, Gate::Log);
+        self.send(
+            from,
+            reply_term,
+            MessageBody::RequestVoteResponse { granted, pre_vote },
+            Gate::Log,
+        );
     }
 
     fn handle_vote_response(&mut self, from: NodeId, term: Term, granted: bool, pre_vote: bool) {
-        let expected_role = if pre_vote { Role::PreCandidate } else { Role::Candidate };
-        let expected_term = if pre_vote { self.hard_state.term + 1 } else { self.hard_state.term };
+        let expected_role = if pre_vote {
+            Role::PreCandidate
+        } else {
+            Role::Candidate
+        };
+        let expected_term = if pre_vote {
+            self.hard_state.term + 1
+        } else {
+            self.hard_state.term
+        };
         if self.role != expected_role || term != expected_term {
             return;
         }
@@ -165,10 +223,20 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        let voters: Vec<NodeId> = self.membership.voters.union(&self.membership.outgoing_voters).copied().collect();
+        let voters: Vec<NodeId> = self
+            .membership
+            .voters
+            .union(&self.membership.outgoing_voters)
+            .copied()
+            .collect();
         let own = self.config.id;
         for voter in voters.into_iter().filter(|&v| v != own) {
-            let body = MessageBody::RequestVote { last_index, last_term, pre_vote, leadership_transfer: transfer };
+            let body = MessageBody::RequestVote {
+                last_index,
+                last_term,
+                pre_vote,
+                leadership_transfer: transfer,
+            };
             self.send(voter, campaign_term, body, Gate::Log);
         }
     }
@@ -200,15 +268,28 @@ impl<M: StateMachine> Replica<M> {
         let hint = self.leader.or(self.last_known_leader);
         for (_, waiters) in std::mem::take(&mut self.pending_writes) {
             for (client_id, sequence) in waiters {
-                self.reply(client_id, sequence, Err(ClientError::Indefinite { leader_hint: hint }));
+                self.reply(
+                    client_id,
+                    sequence,
+                    Err(ClientError::Indefinite { leader_hint: hint }),
+                );
             }
         }
         let error = self.not_leader_error();
         for read in std::mem::take(&mut self.pending_reads) {
             self.reply(read.client_id, read.sequence, Err(error.clone()));
         }
-        if let Some((target, _, Some((client_id, sequence)))) = self.transfer.take() {
-            self.reply(client_id, sequence, Err(ClientError::TransferFailed { target }));
+        if let Some(Transfer {
+            target,
+            waiter: Some((client_id, sequence)),
+            ..
+        }) = self.transfer.take()
+        {
+            self.reply(
+                client_id,
+                sequence,
+                Err(ClientError::TransferFailed { target }),
+            );
         }
         self.progress.clear();
         self.heartbeat_sent_ms.clear();
@@ -237,15 +318,21 @@ impl<M: StateMachine> Replica<M> {
         let next = self.log.last_index() + 1;
         for member in members {
             if member != self.config.id {
-                self.progress.entry(member).or_insert_with(|| Progress::new(next));
+                self.progress
+                    .entry(member)
+                    .or_insert_with(|| Progress::new(next));
             }
         }
     }
 
     /// Leader: step down when a quorum has not been heard from within an election timeout.
     pub(crate) fn check_quorum_or_step_down(&mut self) {
-        let mut active: std::collections::BTreeSet<NodeId> =
-            self.progress.iter().filter(|(_, p)| p.recent_active).map(|(id, _)| *id).collect();
+        let mut active: std::collections::BTreeSet<NodeId> = self
+            .progress
+            .iter()
+            .filter(|(_, p)| p.recent_active)
+            .map(|(id, _)| *id)
+            .collect();
         active.insert(self.config.id);
         for progress in self.progress.values_mut() {
             progress.recent_active = false;

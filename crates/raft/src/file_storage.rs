@@ -27,8 +27,16 @@ impl FileStorage {
     pub fn open(directory: impl AsRef<Path>) -> Result<Self, StorageError> {
         let directory = directory.as_ref().to_path_buf();
         fs::create_dir_all(&directory)?;
-        let file = OpenOptions::new().create(true).append(true).open(directory.join(LOG_NAME))?;
-        Ok(Self { directory, file, buffer: Vec::new(), compact_on_sync: false })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(directory.join(LOG_NAME))?;
+        Ok(Self {
+            directory,
+            file,
+            buffer: Vec::new(),
+            compact_on_sync: false,
+        })
     }
 
     fn read_all(&self) -> Result<Vec<u8>, StorageError> {
@@ -52,7 +60,9 @@ impl FileStorage {
         }
         fs::rename(&temporary, self.directory.join(LOG_NAME))?;
         File::open(&self.directory)?.sync_all()?;
-        self.file = OpenOptions::new().append(true).open(self.directory.join(LOG_NAME))?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(self.directory.join(LOG_NAME))?;
         Ok(())
     }
 }

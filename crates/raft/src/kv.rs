@@ -107,7 +107,8 @@ impl KvQuery {
 impl KvOutput {
     /// Decodes a reply's output; malformed bytes become `KvOutput::Error`.
     pub fn decode(bytes: &[u8]) -> Self {
-        postcard::from_bytes(bytes).unwrap_or_else(|e| Self::Error(format!("undecodable output: {e}")))
+        postcard::from_bytes(bytes)
+            .unwrap_or_else(|e| Self::Error(format!("undecodable output: {e}")))
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -148,20 +149,31 @@ impl Kv {
             KvCommand::Delete { key } => KvOutput::Value(self.entries.remove(&key)),
             KvCommand::CompareAndSwap { key, expected, new } => {
                 if self.entries.get(&key) != expected.as_ref() {
-                    return KvOutput::Swapped { swapped: false, current: self.entries.get(&key).cloned() };
+                    return KvOutput::Swapped {
+                        swapped: false,
+                        current: self.entries.get(&key).cloned(),
+                    };
                 }
                 match &new {
                     Some(value) => self.entries.insert(key, value.clone()),
                     None => self.entries.remove(&key),
                 };
-                KvOutput::Swapped { swapped: true, current: new }
+                KvOutput::Swapped {
+                    swapped: true,
+                    current: new,
+                }
             }
             KvCommand::Increment { key, delta } => {
                 let current = match self.entries.get(&key) {
                     None => 0,
-                    Some(bytes) => match std::str::from_utf8(bytes).ok().and_then(|s| s.parse::<i64>().ok()) {
+                    Some(bytes) => match std::str::from_utf8(bytes)
+                        .ok()
+                        .and_then(|s| s.parse::<i64>().ok())
+                    {
                         Some(n) => n,
-                        None => return KvOutput::Error(format!("value at {key:?} is not an integer")),
+                        None => {
+                            return KvOutput::Error(format!("value at {key:?} is not an integer"));
+                        }
                     },
                 };
                 let Some(next) = current.checked_add(delta) else {
@@ -196,7 +208,8 @@ impl StateMachine for Kv {
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), StateMachineError> {
-        self.entries = postcard::from_bytes(data).map_err(|e| StateMachineError::Decode(e.to_string()))?;
+        self.entries =
+            postcard::from_bytes(data).map_err(|e| StateMachineError::Decode(e.to_string()))?;
         Ok(())
     }
 }
@@ -213,22 +226,90 @@ mod tests {
     fn operations_follow_their_contracts() {
         let mut kv = Kv::new();
         let key = || "k".to_string();
-        assert_eq!(run(&mut kv, KvCommand::Put { key: key(), value: b"1".to_vec() }), KvOutput::Value(None));
-        assert_eq!(run(&mut kv, KvCommand::Increment { key: key(), delta: 41 }), KvOutput::Counter(42));
-        let failed = run(&mut kv, KvCommand::CompareAndSwap { key: key(), expected: None, new: Some(b"x".to_vec()) });
-        assert_eq!(failed, KvOutput::Swapped { swapped: false, current: Some(b"42".to_vec()) });
-        let swapped = run(&mut kv, KvCommand::CompareAndSwap { key: key(), expected: Some(b"42".to_vec()), new: Some(b"x".to_vec()) });
-        assert_eq!(swapped, KvOutput::Swapped { swapped: true, current: Some(b"x".to_vec()) });
-        assert!(matches!(run(&mut kv, KvCommand::Increment { key: key(), delta: 1 }), KvOutput::Error(_)));
-        assert_eq!(run(&mut kv, KvCommand::Delete { key: key() }), KvOutput::Value(Some(b"x".to_vec())));
-        assert_eq!(KvOutput::decode(&kv.query(&KvQuery::Get { key: key() }.encode())), KvOutput::Value(None));
-        assert!(matches!(KvOutput::decode(&kv.apply(b"\xff\xff\xff")), KvOutput::Error(_)));
+        assert_eq!(
+            run(
+                &mut kv,
+                KvCommand::Put {
+                    key: key(),
+                    value: b"1".to_vec()
+                }
+            ),
+            KvOutput::Value(None)
+        );
+        assert_eq!(
+            run(
+                &mut kv,
+                KvCommand::Increment {
+                    key: key(),
+                    delta: 41
+                }
+            ),
+            KvOutput::Counter(42)
+        );
+        let failed = run(
+            &mut kv,
+            KvCommand::CompareAndSwap {
+                key: key(),
+                expected: None,
+                new: Some(b"x".to_vec()),
+            },
+        );
+        assert_eq!(
+            failed,
+            KvOutput::Swapped {
+                swapped: false,
+                current: Some(b"42".to_vec())
+            }
+        );
+        let swapped = run(
+            &mut kv,
+            KvCommand::CompareAndSwap {
+                key: key(),
+                expected: Some(b"42".to_vec()),
+                new: Some(b"x".to_vec()),
+            },
+        );
+        assert_eq!(
+            swapped,
+            KvOutput::Swapped {
+                swapped: true,
+                current: Some(b"x".to_vec())
+            }
+        );
+        assert!(matches!(
+            run(
+                &mut kv,
+                KvCommand::Increment {
+                    key: key(),
+                    delta: 1
+                }
+            ),
+            KvOutput::Error(_)
+        ));
+        assert_eq!(
+            run(&mut kv, KvCommand::Delete { key: key() }),
+            KvOutput::Value(Some(b"x".to_vec()))
+        );
+        assert_eq!(
+            KvOutput::decode(&kv.query(&KvQuery::Get { key: key() }.encode())),
+            KvOutput::Value(None)
+        );
+        assert!(matches!(
+            KvOutput::decode(&kv.apply(b"\xff\xff\xff")),
+            KvOutput::Error(_)
+        ));
     }
 
     #[test]
     fn snapshot_round_trips_and_bad_bytes_leave_state_unchanged() {
         let mut kv = Kv::new();
-        run(&mut kv, KvCommand::Put { key: "a".into(), value: b"1".to_vec() });
+        run(
+            &mut kv,
+            KvCommand::Put {
+                key: "a".into(),
+                value: b"1".to_vec(),
+            },
+        );
         let mut copy = Kv::new();
         copy.restore(&kv.snapshot()).expect("restore");
         assert_eq!(copy, kv);

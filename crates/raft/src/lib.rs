@@ -67,13 +67,19 @@ pub mod storage;
 mod types;
 
 pub use client::{
-    ClientError, ClientOperation, ClientReply, ClientRequest, ClientResponse, MembershipChange, ReadConsistency, SessionCheck,
-    SessionRecord, Sessions,
+    ClientError, ClientOperation, ClientReply, ClientRequest, ClientResponse, MembershipChange,
+    ReadConsistency, SessionCheck, SessionRecord, Sessions,
 };
 pub use config::{ConfigError, RaftConfig};
 pub use file_storage::FileStorage;
 pub use kv::{Kv, KvCommand, KvOutput, KvQuery, StateMachine, StateMachineError};
 pub use message::{Message, MessageBody};
-pub use replica::{AppliedEntry, Effect, Input, PersistRequest, PersistToken, RaftError, RecoveredState, Replica, Role};
+pub use replica::{
+    AppliedEntry, Effect, Input, PersistRequest, PersistToken, RaftError, RecoveredState, Replica,
+    Role,
+};
 pub use storage::{MemoryStorage, Storage, StorageError};
-pub use types::{ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta, Term};
+pub use types::{
+    ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
+    Term,
+};

@@ -12,7 +12,10 @@ pub struct RaftLog {
 impl RaftLog {
     /// A log starting after `snapshot` with the given following entries (which must be contiguous).
     pub fn new(snapshot: SnapshotMeta, entries: Vec<Entry>) -> Self {
-        let mut log = Self { snapshot, entries: Vec::new() };
+        let mut log = Self {
+            snapshot,
+            entries: Vec::new(),
+        };
         for entry in entries {
             if entry.index == log.last_index() + 1 {
                 log.entries.push(entry);
@@ -54,7 +57,8 @@ impl RaftLog {
         if index <= self.snapshot.index {
             return None;
         }
-        self.entries.get(usize::try_from(index - self.snapshot.index - 1).ok()?)
+        self.entries
+            .get(usize::try_from(index - self.snapshot.index - 1).ok()?)
     }
 
     /// Entries over `[low, high)` clipped to what is held, at most `max_bytes` (always at least one).
@@ -63,7 +67,9 @@ impl RaftLog {
         let mut bytes = 0;
         let mut index = low.max(self.first_index());
         while index < high.min(self.last_index() + 1) {
-            let Some(entry) = self.entry(index) else { break };
+            let Some(entry) = self.entry(index) else {
+                break;
+            };
             bytes += entry.size_bytes();
             if !out.is_empty() && bytes > max_bytes {
                 break;
@@ -77,12 +83,17 @@ impl RaftLog {
     /// Removes entries at or after `index`. Callers guarantee `index` is above the commit index.
     pub fn truncate_from(&mut self, index: LogIndex) {
         let keep = index.saturating_sub(self.snapshot.index + 1);
-        self.entries.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.entries
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
     }
 
     /// Appends one entry that must directly follow the last one.
     pub fn push(&mut self, entry: Entry) {
-        debug_assert_eq!(entry.index, self.last_index() + 1, "log entries must be contiguous");
+        debug_assert_eq!(
+            entry.index,
+            self.last_index() + 1,
+            "log entries must be contiguous"
+        );
         self.entries.push(entry);
     }
 
@@ -113,7 +124,11 @@ impl RaftLog {
 
     /// Index of the latest membership entry held, if any follows the snapshot.
     pub fn latest_membership_index(&self) -> Option<LogIndex> {
-        self.entries.iter().rev().find(|e| matches!(e.payload, EntryPayload::Membership(_))).map(|e| e.index)
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| matches!(e.payload, EntryPayload::Membership(_)))
+            .map(|e| e.index)
     }
 
     /// The last index whose entry has `term`, searching back from `from` (fast backtracking).
@@ -135,7 +150,9 @@ impl RaftLog {
 
     /// The first index of the term of the entry at `index` (the follower's conflict hint).
     pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
-        let Some(term) = self.term_at(index) else { return index };
+        let Some(term) = self.term_at(index) else {
+            return index;
+        };
         let mut first = index;
         while first > self.first_index() && self.term_at(first - 1) == Some(term) {
             first -= 1;

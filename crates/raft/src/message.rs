@@ -104,6 +104,9 @@ pub enum MessageBody {
 impl MessageBody {
     /// True for the bodies only a leader sends.
     pub fn is_from_leader(&self) -> bool {
-        matches!(self, Self::AppendEntries { .. } | Self::InstallSnapshot { .. } | Self::TimeoutNow)
+        matches!(
+            self,
+            Self::AppendEntries { .. } | Self::InstallSnapshot { .. } | Self::TimeoutNow
+        )
     }
 }

@@ -41,8 +41,14 @@ fn majority_vote(voters: &BTreeSet<NodeId>, votes: &BTreeMap<NodeId, bool>) -> V
     if voters.is_empty() {
         return VoteResult::Won;
     }
-    let granted = voters.iter().filter(|id| votes.get(id) == Some(&true)).count();
-    let rejected = voters.iter().filter(|id| votes.get(id) == Some(&false)).count();
+    let granted = voters
+        .iter()
+        .filter(|id| votes.get(id) == Some(&true))
+        .count();
+    let rejected = voters
+        .iter()
+        .filter(|id| votes.get(id) == Some(&false))
+        .count();
     let majority = voters.len() / 2 + 1;
     if granted >= majority {
         VoteResult::Won
@@ -103,10 +109,20 @@ mod tests {
             proptest::collection::vec(0u64..20, 12),
         )
             .prop_map(|(voters, outgoing, learners, values)| {
-                let learners = learners.difference(&voters).copied().collect::<BTreeSet<_>>();
+                let learners = learners
+                    .difference(&voters)
+                    .copied()
+                    .collect::<BTreeSet<_>>();
                 let learners = learners.difference(&outgoing).copied().collect();
                 let matched = (0u64..12).map(|id| (id, values[id as usize])).collect();
-                (Membership { voters, outgoing_voters: outgoing, learners }, matched)
+                (
+                    Membership {
+                        voters,
+                        outgoing_voters: outgoing,
+                        learners,
+                    },
+                    matched,
+                )
             })
     }
 

@@ -9,7 +9,10 @@ use crate::config::{ConfigError, RaftConfig};
 use crate::kv::{StateMachine, StateMachineError};
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
-use crate::types::{ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta, Term};
+use crate::types::{
+    ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
+    Term,
+};
 
 /// Identifies one persist request; the driver acknowledges it with `Input::PersistDone(token)`.
 pub type PersistToken = u64;
@@ -190,6 +193,15 @@ pub(crate) struct PendingRead {
     pub(crate) confirmed: bool,
 }
 
+/// A leadership transfer in progress.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Transfer {
+    pub(crate) target: NodeId,
+    pub(crate) deadline_ms: u64,
+    /// The client to tell once TimeoutNow is sent; None afterwards.
+    pub(crate) waiter: Option<(ClientId, u64)>,
+}
+
 /// What the current step changed that must become durable.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct PersistBuffer {
@@ -252,7 +264,7 @@ pub struct Replica<M: StateMachine> {
     pub(crate) lease_until_ms: u64,
     pub(crate) pending_writes: BTreeMap<LogIndex, Vec<(ClientId, u64)>>,
     pub(crate) pending_reads: Vec<PendingRead>,
-    pub(crate) transfer: Option<(NodeId, u64, Option<(ClientId, u64)>)>,
+    pub(crate) transfer: Option<Transfer>,
     // Persistence.
     pub(crate) persist: PersistBuffer,
     pub(crate) next_token: PersistToken,
@@ -267,17 +279,30 @@ pub struct Replica<M: StateMachine> {
 
 impl<M: StateMachine> Replica<M> {
     /// Builds a replica from its configuration, what storage recovered, and an empty state machine.
-    pub fn new(config: RaftConfig, recovered: RecoveredState, mut state_machine: M, now_ms: u64) -> Result<Self, RaftError> {
+    pub fn new(
+        config: RaftConfig,
+        recovered: RecoveredState,
+        mut state_machine: M,
+        now_ms: u64,
+    ) -> Result<Self, RaftError> {
         config.validate()?;
         let mut sessions = Sessions::default();
         let (meta, latest_snapshot) = match recovered.snapshot {
             Some(snapshot) => {
-                let data: SnapshotData = postcard::from_bytes(&snapshot.data).map_err(|e| RaftError::Snapshot(e.to_string()))?;
+                let data: SnapshotData = postcard::from_bytes(&snapshot.data)
+                    .map_err(|e| RaftError::Snapshot(e.to_string()))?;
                 state_machine.restore(&data.state)?;
                 sessions = data.sessions;
                 (snapshot.meta.clone(), Some(snapshot))
             }
-            None => (SnapshotMeta { index: 0, term: 0, membership: Membership::with_voters(config.initial_voters.iter().copied()) }, None),
+            None => (
+                SnapshotMeta {
+                    index: 0,
+                    term: 0,
+                    membership: Membership::with_voters(config.initial_voters.iter().copied()),
+                },
+                None,
+            ),
         };
         let log = RaftLog::new(meta, recovered.entries);
         let membership = log.membership_at(log.last_index());
@@ -453,12 +478,20 @@ impl<M: StateMachine> Replica<M> {
                 self.election_deadline_ms = self.now_ms + self.config.election_timeout_min_ms;
                 self.check_quorum_or_step_down();
             }
-            if let Some((target, deadline_ms, waiter)) = self.transfer
+            if let Some(Transfer {
+                target,
+                deadline_ms,
+                waiter,
+            }) = self.transfer
                 && self.now_ms >= deadline_ms
             {
                 self.transfer = None;
                 if let Some((client_id, sequence)) = waiter {
-                    self.reply(client_id, sequence, Err(ClientError::TransferFailed { target }));
+                    self.reply(
+                        client_id,
+                        sequence,
+                        Err(ClientError::TransferFailed { target }),
+                    );
                 }
             }
         } else if self.now_ms >= self.election_deadline_ms {
@@ -475,8 +508,8 @@ impl<M: StateMachine> Replica<M> {
         let mut at = self.election_deadline_ms;
         if self.role == Role::Leader {
             at = at.min(self.heartbeat_deadline_ms);
-            if let Some((_, deadline_ms, _)) = self.transfer {
-                at = at.min(deadline_ms);
+            if let Some(transfer) = self.transfer {
+                at = at.min(transfer.deadline_ms);
             }
         }
         at
@@ -485,20 +518,41 @@ impl<M: StateMachine> Replica<M> {
     // ---- outputs ------------------------------------------------------------------------------
 
     pub(crate) fn send(&mut self, to: NodeId, term: Term, body: MessageBody, gate: Gate) {
-        let message = Message { from: self.config.id, to, term, body };
+        let message = Message {
+            from: self.config.id,
+            to,
+            term,
+            body,
+        };
         self.step_messages.push((message, gate));
     }
 
-    pub(crate) fn reply(&mut self, client_id: ClientId, sequence: u64, result: Result<ClientResponse, ClientError>) {
-        self.effects.push_back(Effect::Reply(ClientReply { client_id, sequence, result }));
+    pub(crate) fn reply(
+        &mut self,
+        client_id: ClientId,
+        sequence: u64,
+        result: Result<ClientResponse, ClientError>,
+    ) {
+        self.effects.push_back(Effect::Reply(ClientReply {
+            client_id,
+            sequence,
+            result,
+        }));
     }
 
     pub(crate) fn emit_role(&mut self) {
-        self.effects.push_back(Effect::RoleChanged { term: self.hard_state.term, role: self.role, leader: self.leader });
+        self.effects.push_back(Effect::RoleChanged {
+            term: self.hard_state.term,
+            role: self.role,
+            leader: self.leader,
+        });
     }
 
     pub(crate) fn not_leader_error(&self) -> ClientError {
-        ClientError::NotLeader { leader_hint: self.leader.or(self.last_known_leader), term: self.hard_state.term }
+        ClientError::NotLeader {
+            leader_hint: self.leader.or(self.last_known_leader),
+            term: self.hard_state.term,
+        }
     }
 
     /// Ends a step: apply what committed, snapshot, issue the persist, release or hold messages,
@@ -548,11 +602,20 @@ impl<M: StateMachine> Replica<M> {
             None => Vec::new(),
         };
         let last_entry = entries.last().map(|e| (e.index, e.term));
-        let snapshot_id = buffer.snapshot.as_ref().map(|s| (s.meta.index, s.meta.term));
+        let snapshot_id = buffer
+            .snapshot
+            .as_ref()
+            .map(|s| (s.meta.index, s.meta.term));
         if buffer.hard_state {
             self.last_hard_state_token = token;
         }
-        self.issued.insert(token, IssuedPersist { last_entry, snapshot: snapshot_id });
+        self.issued.insert(
+            token,
+            IssuedPersist {
+                last_entry,
+                snapshot: snapshot_id,
+            },
+        );
         self.effects.push_back(Effect::Persist(PersistRequest {
             token,
             hard_state: buffer.hard_state.then_some(self.hard_state),
@@ -600,7 +663,9 @@ impl<M: StateMachine> Replica<M> {
         let limit = self.commit_index.min(self.durable_index);
         while self.applied_index < limit {
             let index = self.applied_index + 1;
-            let Some(entry) = self.log.entry(index).cloned() else { break };
+            let Some(entry) = self.log.entry(index).cloned() else {
+                break;
+            };
             self.applied_index = index;
             self.apply_entry(&entry);
         }
@@ -608,8 +673,13 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn apply_entry(&mut self, entry: &Entry) {
-        let payload_crc = crc32fast::hash(&postcard::to_allocvec(&entry.payload).unwrap_or_default());
-        self.effects.push_back(Effect::Applied(AppliedEntry { index: entry.index, term: entry.term, payload_crc }));
+        let payload_crc =
+            crc32fast::hash(&postcard::to_allocvec(&entry.payload).unwrap_or_default());
+        self.effects.push_back(Effect::Applied(AppliedEntry {
+            index: entry.index,
+            term: entry.term,
+            payload_crc,
+        }));
         let waiters = self.pending_writes.remove(&entry.index).unwrap_or_default();
         let result = match &entry.payload {
             EntryPayload::Noop => Ok(Vec::new()),
@@ -617,26 +687,44 @@ impl<M: StateMachine> Replica<M> {
                 self.after_membership_applied();
                 Ok(Vec::new())
             }
-            EntryPayload::Command { client_id, sequence, command } => match self.sessions.check(*client_id, *sequence) {
+            EntryPayload::Command {
+                client_id,
+                sequence,
+                command,
+            } => match self.sessions.check(*client_id, *sequence) {
                 crate::client::SessionCheck::New => {
                     let output = self.state_machine.apply(command);
-                    self.sessions.record(*client_id, *sequence, output.clone(), entry.index, self.config.max_sessions);
+                    self.sessions.record(
+                        *client_id,
+                        *sequence,
+                        output.clone(),
+                        entry.index,
+                        self.config.max_sessions,
+                    );
                     Ok(output)
                 }
                 crate::client::SessionCheck::Duplicate(output) => Ok(output),
-                crate::client::SessionCheck::Expired => {
-                    Err(ClientError::SessionExpired { client_id: *client_id, sequence: *sequence })
-                }
+                crate::client::SessionCheck::Expired => Err(ClientError::SessionExpired {
+                    client_id: *client_id,
+                    sequence: *sequence,
+                }),
             },
         };
         for (client_id, sequence) in waiters {
-            let result = result.clone().map(|output| ClientResponse { output, index: entry.index, stale: false });
+            let result = result.clone().map(|output| ClientResponse {
+                output,
+                index: entry.index,
+                stale: false,
+            });
             self.reply(client_id, sequence, result);
         }
     }
 
     pub(crate) fn snapshot_data(&self) -> Vec<u8> {
-        let data = SnapshotData { state: self.state_machine.snapshot(), sessions: self.sessions.clone() };
+        let data = SnapshotData {
+            state: self.state_machine.snapshot(),
+            sessions: self.sessions.clone(),
+        };
         postcard::to_allocvec(&data).unwrap_or_default()
     }
 
@@ -646,9 +734,18 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         let index = self.applied_index;
-        let Some(term) = self.log.term_at(index) else { return };
-        let meta = SnapshotMeta { index, term, membership: self.log.membership_at(index) };
-        let snapshot = Snapshot { meta: meta.clone(), data: self.snapshot_data() };
+        let Some(term) = self.log.term_at(index) else {
+            return;
+        };
+        let meta = SnapshotMeta {
+            index,
+            term,
+            membership: self.log.membership_at(index),
+        };
+        let snapshot = Snapshot {
+            meta: meta.clone(),
+            data: self.snapshot_data(),
+        };
         self.log.install_snapshot(meta);
         self.latest_snapshot = Some(snapshot.clone());
         self.persist.snapshot = Some(snapshot);

@@ -11,7 +11,11 @@ impl<M: StateMachine> Replica<M> {
     pub(crate) fn append_new_entry(&mut self, payload: EntryPayload) -> LogIndex {
         let index = self.log.last_index() + 1;
         let is_membership = matches!(payload, EntryPayload::Membership(_));
-        self.log.push(Entry { term: self.hard_state.term, index, payload });
+        self.log.push(Entry {
+            term: self.hard_state.term,
+            index,
+            payload,
+        });
         self.log_changed_from(index);
         if is_membership {
             self.membership = self.log.membership_at(index);
@@ -32,13 +36,16 @@ impl<M: StateMachine> Replica<M> {
     /// Leader: a heartbeat round; also starts a new confirmation round for reads and the lease.
     pub(crate) fn broadcast_heartbeat(&mut self) {
         self.heartbeat_seq += 1;
-        self.heartbeat_sent_ms.insert(self.heartbeat_seq, self.now_ms);
+        self.heartbeat_sent_ms
+            .insert(self.heartbeat_seq, self.now_ms);
         while self.heartbeat_sent_ms.len() > 64 {
             self.heartbeat_sent_ms.pop_first();
         }
         let peers: Vec<NodeId> = self.progress.keys().copied().collect();
         for peer in peers {
-            let Some(progress) = self.progress.get_mut(&peer) else { continue };
+            let Some(progress) = self.progress.get_mut(&peer) else {
+                continue;
+            };
             match progress.state {
                 ProgressState::Replicate => {
                     // A full window with no acknowledgement since the last beat means messages
@@ -61,9 +68,15 @@ impl<M: StateMachine> Replica<M> {
     /// Leader: sends one AppendEntries (or snapshot chunk) to `peer` if flow control allows;
     /// `heartbeat` forces a message even when nothing new is to be sent.
     pub(crate) fn send_append(&mut self, peer: NodeId, heartbeat: bool) {
-        let Some(progress) = self.progress.get(&peer) else { return };
-        let (state, next, match_index) = (progress.state, progress.next_index, progress.match_index);
-        let (paused, window_full) = (progress.paused, progress.inflight.len() >= self.config.max_inflight_messages);
+        let Some(progress) = self.progress.get(&peer) else {
+            return;
+        };
+        let (state, next, match_index) =
+            (progress.state, progress.next_index, progress.match_index);
+        let (paused, window_full) = (
+            progress.paused,
+            progress.inflight.len() >= self.config.max_inflight_messages,
+        );
         if state == ProgressState::Snapshot {
             if heartbeat {
                 self.send_snapshot_chunk(peer);
@@ -83,13 +96,21 @@ impl<M: StateMachine> Replica<M> {
         if blocked || !has_new {
             if heartbeat {
                 // Heartbeat: anchored at the match point so it never races pipelined appends.
-                let anchor = if state == ProgressState::Replicate { match_index } else { prev_index };
+                let anchor = if state == ProgressState::Replicate {
+                    match_index
+                } else {
+                    prev_index
+                };
                 let anchor_term = self.log.term_at(anchor).unwrap_or(prev_term);
                 self.send_entries(peer, anchor, anchor_term, Vec::new());
             }
             return;
         }
-        let entries = self.log.slice(next, next + self.config.max_entries_per_message as u64, self.config.max_bytes_per_message);
+        let entries = self.log.slice(
+            next,
+            next + self.config.max_entries_per_message as u64,
+            self.config.max_bytes_per_message,
+        );
         let last = entries.last().map_or(prev_index, |e| e.index);
         if let Some(progress) = self.progress.get_mut(&peer) {
             match progress.state {
@@ -103,7 +124,13 @@ impl<M: StateMachine> Replica<M> {
         self.send_entries(peer, prev_index, prev_term, entries);
     }
 
-    fn send_entries(&mut self, peer: NodeId, prev_index: LogIndex, prev_term: Term, entries: Vec<Entry>) {
+    fn send_entries(
+        &mut self,
+        peer: NodeId,
+        prev_index: LogIndex,
+        prev_term: Term,
+        entries: Vec<Entry>,
+    ) {
         let body = MessageBody::AppendEntries {
             prev_index,
             prev_term,
@@ -124,9 +151,18 @@ impl<M: StateMachine> Replica<M> {
         let own = self.config.id;
         let durable = self.durable_index;
         let progress = &self.progress;
-        let matched = |id: NodeId| if id == own { durable } else { progress.get(&id).map_or(0, |p| p.match_index) };
-        let candidate = quorum::committed_index(&self.membership, &matched).min(self.log.last_index());
-        if candidate > self.commit_index && self.log.term_at(candidate) == Some(self.hard_state.term) {
+        let matched = |id: NodeId| {
+            if id == own {
+                durable
+            } else {
+                progress.get(&id).map_or(0, |p| p.match_index)
+            }
+        };
+        let candidate =
+            quorum::committed_index(&self.membership, &matched).min(self.log.last_index());
+        if candidate > self.commit_index
+            && self.log.term_at(candidate) == Some(self.hard_state.term)
+        {
             let was_own_term = self.log.term_at(self.commit_index) == Some(self.hard_state.term);
             self.commit_index = candidate;
             if !was_own_term {
@@ -140,7 +176,12 @@ impl<M: StateMachine> Replica<M> {
         }
     }
 
-    pub(crate) fn rejection(&self, rejected_index: LogIndex, hint_index: LogIndex, hint_term: Option<Term>) -> MessageBody {
+    pub(crate) fn rejection(
+        &self,
+        rejected_index: LogIndex,
+        hint_index: LogIndex,
+        hint_term: Option<Term>,
+    ) -> MessageBody {
         MessageBody::AppendEntriesResponse {
             success: false,
             match_index: 0,
@@ -166,7 +207,10 @@ impl<M: StateMachine> Replica<M> {
         let (prev_index, prev_term, entries) = if prev_index < self.commit_index {
             // Entries up to our commit index are committed, hence identical to the leader's; skip
             // them instead of comparing against a possibly compacted prefix (B5, openraft#511).
-            let skip = entries.iter().take_while(|e| e.index <= self.commit_index).count();
+            let skip = entries
+                .iter()
+                .take_while(|e| e.index <= self.commit_index)
+                .count();
             let commit = self.commit_index;
             let anchor_term = self.log.term_at(commit).unwrap_or(prev_term);
             let rest = entries.into_iter().skip(skip).collect::<Vec<_>>();
@@ -182,7 +226,11 @@ impl<M: StateMachine> Replica<M> {
         if self.log.term_at(prev_index) != Some(prev_term) {
             let body = match self.log.term_at(prev_index) {
                 None => self.rejection(prev_index, self.log.last_index() + 1, None),
-                Some(conflict) => self.rejection(prev_index, self.log.first_index_of_term_at(prev_index), Some(conflict)),
+                Some(conflict) => self.rejection(
+                    prev_index,
+                    self.log.first_index_of_term_at(prev_index),
+                    Some(conflict),
+                ),
             };
             let body = with_heartbeat_seq(body, heartbeat_seq);
             self.send(leader, term, body, Gate::Log);
@@ -265,10 +313,20 @@ impl<M: StateMachine> Replica<M> {
 
     /// Leader: handles AppendEntries and InstallSnapshot answers.
     pub(crate) fn handle_replication_response(&mut self, from: NodeId, body: MessageBody) {
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         progress.recent_active = true;
         match body {
-            MessageBody::AppendEntriesResponse { success, match_index, rejected_index, hint_index, hint_term, log_lost, heartbeat_seq } => {
+            MessageBody::AppendEntriesResponse {
+                success,
+                match_index,
+                rejected_index,
+                hint_index,
+                hint_term,
+                log_lost,
+                heartbeat_seq,
+            } => {
                 progress.acked_heartbeat_seq = progress.acked_heartbeat_seq.max(heartbeat_seq);
                 if success {
                     self.on_append_success(from, match_index);
@@ -276,9 +334,21 @@ impl<M: StateMachine> Replica<M> {
                     self.on_append_rejected(from, rejected_index, hint_index, hint_term, log_lost);
                 }
             }
-            MessageBody::InstallSnapshotResponse { snapshot_index, next_offset, installed, match_index, heartbeat_seq } => {
+            MessageBody::InstallSnapshotResponse {
+                snapshot_index,
+                next_offset,
+                installed,
+                match_index,
+                heartbeat_seq,
+            } => {
                 progress.acked_heartbeat_seq = progress.acked_heartbeat_seq.max(heartbeat_seq);
-                self.on_snapshot_response(from, snapshot_index, next_offset, installed, match_index);
+                self.on_snapshot_response(
+                    from,
+                    snapshot_index,
+                    next_offset,
+                    installed,
+                    match_index,
+                );
             }
             _ => {}
         }
@@ -286,8 +356,14 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn on_append_success(&mut self, from: NodeId, match_index: LogIndex) {
-        let Some(progress) = self.progress.get_mut(&from) else { return };
-        while progress.inflight.front().is_some_and(|&last| last <= match_index) {
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        while progress
+            .inflight
+            .front()
+            .is_some_and(|&last| last <= match_index)
+        {
             progress.inflight.pop_front();
         }
         if match_index > progress.match_index {
@@ -306,13 +382,25 @@ impl<M: StateMachine> Replica<M> {
         self.send_append(from, false);
     }
 
-    fn on_append_rejected(&mut self, from: NodeId, rejected: LogIndex, hint_index: LogIndex, hint_term: Option<Term>, log_lost: bool) {
+    fn on_append_rejected(
+        &mut self,
+        from: NodeId,
+        rejected: LogIndex,
+        hint_index: LogIndex,
+        hint_term: Option<Term>,
+        log_lost: bool,
+    ) {
         let last_index = self.log.last_index();
         let retry = match hint_term {
-            Some(term) => self.log.last_index_of_term(term, rejected).map_or(hint_index, |i| i + 1),
+            Some(term) => self
+                .log
+                .last_index_of_term(term, rejected)
+                .map_or(hint_index, |i| i + 1),
             None => hint_index,
         };
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         if log_lost && hint_index <= progress.match_index {
             // The follower repaired a corrupted log: forget what we thought it had.
             progress.match_index = hint_index.saturating_sub(1);
@@ -333,9 +421,23 @@ impl<M: StateMachine> Replica<M> {
 
 fn with_heartbeat_seq(body: MessageBody, seq: u64) -> MessageBody {
     match body {
-        MessageBody::AppendEntriesResponse { success, match_index, rejected_index, hint_index, hint_term, log_lost, .. } => {
-            MessageBody::AppendEntriesResponse { success, match_index, rejected_index, hint_index, hint_term, log_lost, heartbeat_seq: seq }
-        }
+        MessageBody::AppendEntriesResponse {
+            success,
+            match_index,
+            rejected_index,
+            hint_index,
+            hint_term,
+            log_lost,
+            ..
+        } => MessageBody::AppendEntriesResponse {
+            success,
+            match_index,
+            rejected_index,
+            hint_index,
+            hint_term,
+            log_lost,
+            heartbeat_seq: seq,
+        },
         other => other,
     }
 }

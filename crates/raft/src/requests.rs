@@ -1,20 +1,35 @@
 //! Client requests on the replica: writes with session dedup, ReadIndex and lease reads, stale
 //! reads, membership changes and leadership transfer.
 
-use crate::client::{ClientError, ClientOperation, ClientRequest, ClientResponse, MembershipChange, ReadConsistency, SessionCheck};
+use crate::client::{
+    ClientError, ClientOperation, ClientRequest, ClientResponse, MembershipChange, ReadConsistency,
+    SessionCheck,
+};
 use crate::kv::StateMachine;
 use crate::message::MessageBody;
 use crate::quorum;
-use crate::replica::{Gate, PendingRead, Replica, Role};
+use crate::replica::{Gate, PendingRead, Replica, Role, Transfer};
 use crate::types::{EntryPayload, LogIndex, Membership, NodeId};
 
 impl<M: StateMachine> Replica<M> {
     pub(crate) fn handle_client(&mut self, request: ClientRequest) {
-        let ClientRequest { client_id, sequence, operation } = request;
-        if let ClientOperation::Read { query, consistency: ReadConsistency::Stale } = &operation {
+        let ClientRequest {
+            client_id,
+            sequence,
+            operation,
+        } = request;
+        if let ClientOperation::Read {
+            query,
+            consistency: ReadConsistency::Stale,
+        } = &operation
+        {
             // Explicitly stale: served anywhere, from whatever this replica has applied.
             let output = self.state_machine.query(query);
-            let response = ClientResponse { output, index: self.applied_index, stale: true };
+            let response = ClientResponse {
+                output,
+                index: self.applied_index,
+                stale: true,
+            };
             self.reply(client_id, sequence, Ok(response));
             return;
         }
@@ -23,15 +38,20 @@ impl<M: StateMachine> Replica<M> {
             self.reply(client_id, sequence, Err(error));
             return;
         }
-        if self.pending_writes.len() + self.pending_reads.len() >= self.config.max_pending_requests {
+        if self.pending_writes.len() + self.pending_reads.len() >= self.config.max_pending_requests
+        {
             self.reply(client_id, sequence, Err(ClientError::Overloaded));
             return;
         }
         match operation {
             ClientOperation::Read { query, .. } => self.start_read(client_id, sequence, query),
             ClientOperation::Write(command) => self.propose_command(client_id, sequence, command),
-            ClientOperation::ChangeMembership(change) => self.propose_membership(client_id, sequence, change),
-            ClientOperation::TransferLeadership(target) => self.start_transfer(client_id, sequence, target),
+            ClientOperation::ChangeMembership(change) => {
+                self.propose_membership(client_id, sequence, change)
+            }
+            ClientOperation::TransferLeadership(target) => {
+                self.start_transfer(client_id, sequence, target)
+            }
         }
     }
 
@@ -46,12 +66,23 @@ impl<M: StateMachine> Replica<M> {
         }
         match self.sessions.check(client_id, sequence) {
             SessionCheck::Duplicate(output) => {
-                let response = ClientResponse { output, index: self.applied_index, stale: false };
+                let response = ClientResponse {
+                    output,
+                    index: self.applied_index,
+                    stale: false,
+                };
                 self.reply(client_id, sequence, Ok(response));
                 return;
             }
             SessionCheck::Expired => {
-                self.reply(client_id, sequence, Err(ClientError::SessionExpired { client_id, sequence }));
+                self.reply(
+                    client_id,
+                    sequence,
+                    Err(ClientError::SessionExpired {
+                        client_id,
+                        sequence,
+                    }),
+                );
                 return;
             }
             SessionCheck::New => {}
@@ -64,16 +95,30 @@ impl<M: StateMachine> Replica<M> {
         });
         let index = match in_flight {
             Some(index) => index,
-            None => self.append_new_entry(EntryPayload::Command { client_id, sequence, command }),
+            None => self.append_new_entry(EntryPayload::Command {
+                client_id,
+                sequence,
+                command,
+            }),
         };
-        self.pending_writes.entry(index).or_default().push((client_id, sequence));
+        self.pending_writes
+            .entry(index)
+            .or_default()
+            .push((client_id, sequence));
         if in_flight.is_none() {
             self.broadcast_append();
         }
     }
 
     fn start_read(&mut self, client_id: u64, sequence: u64, query: Vec<u8>) {
-        let mut read = PendingRead { client_id, sequence, query, read_index: None, heartbeat_seq: 0, confirmed: false };
+        let mut read = PendingRead {
+            client_id,
+            sequence,
+            query,
+            read_index: None,
+            heartbeat_seq: 0,
+            confirmed: false,
+        };
         if self.own_term_committed() {
             read.read_index = Some(self.commit_index);
             if self.config.lease_reads && self.now_ms < self.lease_until_ms {
@@ -96,7 +141,11 @@ impl<M: StateMachine> Replica<M> {
         let commit = self.commit_index;
         let round = self.heartbeat_seq + 1;
         let mut needs_round = false;
-        for read in self.pending_reads.iter_mut().filter(|r| r.read_index.is_none()) {
+        for read in self
+            .pending_reads
+            .iter_mut()
+            .filter(|r| r.read_index.is_none())
+        {
             read.read_index = Some(commit);
             read.heartbeat_seq = round;
             needs_round = true;
@@ -115,14 +164,21 @@ impl<M: StateMachine> Replica<M> {
         let own = self.config.id;
         let own_seq = self.heartbeat_seq;
         let progress = &self.progress;
-        let acked = |id: NodeId| if id == own { own_seq } else { progress.get(&id).map_or(0, |p| p.acked_heartbeat_seq) };
+        let acked = |id: NodeId| {
+            if id == own {
+                own_seq
+            } else {
+                progress.get(&id).map_or(0, |p| p.acked_heartbeat_seq)
+            }
+        };
         let confirmed_seq = quorum::committed_index(&self.membership, &acked).min(own_seq);
         if self.config.lease_reads
             && let Some(&sent_ms) = self.heartbeat_sent_ms.get(&confirmed_seq)
         {
             // Followers ignore other candidates for election_timeout_min after hearing from us,
             // counted from when they received the round, which is after it was sent.
-            let until = sent_ms + self.config.election_timeout_min_ms - self.config.clock_drift_bound_ms;
+            let until =
+                sent_ms + self.config.election_timeout_min_ms - self.config.clock_drift_bound_ms;
             self.lease_until_ms = self.lease_until_ms.max(until);
         }
         for read in &mut self.pending_reads {
@@ -145,14 +201,29 @@ impl<M: StateMachine> Replica<M> {
         self.pending_reads = waiting;
         for read in ready {
             let output = self.state_machine.query(&read.query);
-            self.reply(read.client_id, read.sequence, Ok(ClientResponse { output, index: applied, stale: false }));
+            self.reply(
+                read.client_id,
+                read.sequence,
+                Ok(ClientResponse {
+                    output,
+                    index: applied,
+                    stale: false,
+                }),
+            );
         }
     }
 
     fn propose_membership(&mut self, client_id: u64, sequence: u64, change: MembershipChange) {
-        let refuse = |reason: &str| Err(ClientError::MembershipChangeRefused { reason: reason.to_string() });
+        let refuse = |reason: &str| {
+            Err(ClientError::MembershipChangeRefused {
+                reason: reason.to_string(),
+            })
+        };
         let current = self.membership.clone();
-        let uncommitted = self.log.latest_membership_index().is_some_and(|i| i > self.commit_index);
+        let uncommitted = self
+            .log
+            .latest_membership_index()
+            .is_some_and(|i| i > self.commit_index);
         let result = if current.is_joint() {
             refuse("a joint configuration is still in progress")
         } else if uncommitted {
@@ -169,25 +240,42 @@ impl<M: StateMachine> Replica<M> {
             Err(error) => return self.reply(client_id, sequence, Err(error)),
         };
         if target == current {
-            let response = ClientResponse { output: Vec::new(), index: self.commit_index, stale: false };
+            let response = ClientResponse {
+                output: Vec::new(),
+                index: self.commit_index,
+                stale: false,
+            };
             return self.reply(client_id, sequence, Ok(response));
         }
         let changed_voters = current.voters.symmetric_difference(&target.voters).count();
         let entry = if changed_voters > 1 {
-            Membership { voters: target.voters, outgoing_voters: current.voters, learners: target.learners }
+            Membership {
+                voters: target.voters,
+                outgoing_voters: current.voters,
+                learners: target.learners,
+            }
         } else {
             target
         };
         let index = self.append_new_entry(EntryPayload::Membership(entry));
-        self.pending_writes.entry(index).or_default().push((client_id, sequence));
+        self.pending_writes
+            .entry(index)
+            .or_default()
+            .push((client_id, sequence));
         self.broadcast_append();
     }
 
     /// Leader: once a joint configuration is committed, move to the new configuration alone.
     pub(crate) fn maybe_leave_joint(&mut self) {
-        let committed = self.log.latest_membership_index().is_none_or(|i| i <= self.commit_index);
+        let committed = self
+            .log
+            .latest_membership_index()
+            .is_none_or(|i| i <= self.commit_index);
         if self.role == Role::Leader && self.membership.is_joint() && committed {
-            let next = Membership { outgoing_voters: Default::default(), ..self.membership.clone() };
+            let next = Membership {
+                outgoing_voters: Default::default(),
+                ..self.membership.clone()
+            };
             self.append_new_entry(EntryPayload::Membership(next));
             self.broadcast_append();
         }
@@ -199,7 +287,10 @@ impl<M: StateMachine> Replica<M> {
             return;
         }
         self.maybe_leave_joint();
-        let committed = self.log.latest_membership_index().is_none_or(|i| i <= self.commit_index);
+        let committed = self
+            .log
+            .latest_membership_index()
+            .is_none_or(|i| i <= self.commit_index);
         if committed && !self.membership.is_voter(self.config.id) {
             // Removed leader: it stopped counting itself at append time; now it hands over.
             let term = self.hard_state.term;
@@ -209,17 +300,29 @@ impl<M: StateMachine> Replica<M> {
 
     fn start_transfer(&mut self, client_id: u64, sequence: u64, target: NodeId) {
         if target == self.config.id {
-            let response = ClientResponse { output: Vec::new(), index: self.commit_index, stale: false };
+            let response = ClientResponse {
+                output: Vec::new(),
+                index: self.commit_index,
+                stale: false,
+            };
             return self.reply(client_id, sequence, Ok(response));
         }
         if !self.membership.voters.contains(&target) {
-            return self.reply(client_id, sequence, Err(ClientError::BadRequest(format!("{target} is not a voter"))));
+            return self.reply(
+                client_id,
+                sequence,
+                Err(ClientError::BadRequest(format!("{target} is not a voter"))),
+            );
         }
         if self.transfer.is_some() {
             return self.reply(client_id, sequence, Err(ClientError::TransferInProgress));
         }
         let deadline_ms = self.now_ms + self.config.election_timeout_max_ms;
-        self.transfer = Some((target, deadline_ms, Some((client_id, sequence))));
+        self.transfer = Some(Transfer {
+            target,
+            deadline_ms,
+            waiter: Some((client_id, sequence)),
+        });
         self.maybe_send_timeout_now(target);
         self.send_append(target, false);
     }
@@ -227,23 +330,44 @@ impl<M: StateMachine> Replica<M> {
     /// Leader: tells the transfer target to campaign once it has the whole log; replies to the
     /// requester that the transfer started.
     pub(crate) fn maybe_send_timeout_now(&mut self, peer: NodeId) {
-        let Some((target, deadline_ms, waiter)) = self.transfer else { return };
-        let caught_up = self.progress.get(&peer).is_some_and(|p| p.match_index == self.log.last_index());
+        let Some(Transfer {
+            target,
+            deadline_ms,
+            waiter,
+        }) = self.transfer
+        else {
+            return;
+        };
+        let caught_up = self
+            .progress
+            .get(&peer)
+            .is_some_and(|p| p.match_index == self.log.last_index());
         if target != peer || !caught_up || waiter.is_none() {
             return;
         }
-        self.transfer = Some((target, deadline_ms, None));
+        self.transfer = Some(Transfer {
+            target,
+            deadline_ms,
+            waiter: None,
+        });
         let term = self.hard_state.term;
         self.send(target, term, MessageBody::TimeoutNow, Gate::HardState);
         if let Some((client_id, sequence)) = waiter {
-            let response = ClientResponse { output: Vec::new(), index: self.log.last_index() as LogIndex, stale: false };
+            let response = ClientResponse {
+                output: Vec::new(),
+                index: self.log.last_index() as LogIndex,
+                stale: false,
+            };
             self.reply(client_id, sequence, Ok(response));
         }
     }
 }
 
 /// The configuration after applying `change` to `current`.
-fn next_membership(current: &Membership, change: MembershipChange) -> Result<Membership, ClientError> {
+fn next_membership(
+    current: &Membership,
+    change: MembershipChange,
+) -> Result<Membership, ClientError> {
     let mut next = current.clone();
     match change {
         MembershipChange::AddLearner(id) => {
@@ -262,16 +386,22 @@ fn next_membership(current: &Membership, change: MembershipChange) -> Result<Mem
         }
         MembershipChange::Replace(target) => {
             if target.is_joint() {
-                return Err(ClientError::BadRequest("target configuration must not be joint".into()));
+                return Err(ClientError::BadRequest(
+                    "target configuration must not be joint".into(),
+                ));
             }
             next = target;
         }
     }
     if next.voters.is_empty() {
-        return Err(ClientError::BadRequest("a configuration needs at least one voter".into()));
+        return Err(ClientError::BadRequest(
+            "a configuration needs at least one voter".into(),
+        ));
     }
     if next.voters.intersection(&next.learners).next().is_some() {
-        return Err(ClientError::BadRequest("a member cannot be both voter and learner".into()));
+        return Err(ClientError::BadRequest(
+            "a member cannot be both voter and learner".into(),
+        ));
     }
     Ok(next)
 }

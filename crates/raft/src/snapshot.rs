@@ -8,8 +8,12 @@ use crate::types::{LogIndex, NodeId, Snapshot, SnapshotMeta};
 impl<M: StateMachine> Replica<M> {
     /// Leader: `peer` needs entries that were compacted; send the latest snapshot instead.
     pub(crate) fn start_snapshot_transfer(&mut self, peer: NodeId) {
-        let Some(index) = self.latest_snapshot.as_ref().map(|s| s.meta.index) else { return };
-        let Some(progress) = self.progress.get_mut(&peer) else { return };
+        let Some(index) = self.latest_snapshot.as_ref().map(|s| s.meta.index) else {
+            return;
+        };
+        let Some(progress) = self.progress.get_mut(&peer) else {
+            return;
+        };
         progress.state = ProgressState::Snapshot;
         progress.snapshot_index = index;
         progress.snapshot_offset = 0;
@@ -19,15 +23,21 @@ impl<M: StateMachine> Replica<M> {
 
     /// Leader: (re)sends the chunk at the follower's current offset.
     pub(crate) fn send_snapshot_chunk(&mut self, peer: NodeId) {
-        let Some(snapshot) = &self.latest_snapshot else { return };
-        let Some(progress) = self.progress.get_mut(&peer) else { return };
+        let Some(snapshot) = &self.latest_snapshot else {
+            return;
+        };
+        let Some(progress) = self.progress.get_mut(&peer) else {
+            return;
+        };
         if progress.snapshot_index != snapshot.meta.index {
             // A newer snapshot was taken meanwhile: restart the transfer with it.
             progress.snapshot_index = snapshot.meta.index;
             progress.snapshot_offset = 0;
         }
         let total = snapshot.data.len();
-        let start = usize::try_from(progress.snapshot_offset).unwrap_or(total).min(total);
+        let start = usize::try_from(progress.snapshot_offset)
+            .unwrap_or(total)
+            .min(total);
         let end = (start + self.config.snapshot_chunk_bytes).min(total);
         let body = MessageBody::InstallSnapshot {
             meta: snapshot.meta.clone(),
@@ -41,8 +51,17 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Leader: a follower answered a snapshot chunk.
-    pub(crate) fn on_snapshot_response(&mut self, from: NodeId, snapshot_index: LogIndex, next_offset: u64, installed: bool, match_index: LogIndex) {
-        let Some(progress) = self.progress.get_mut(&from) else { return };
+    pub(crate) fn on_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot_index: LogIndex,
+        next_offset: u64,
+        installed: bool,
+        match_index: LogIndex,
+    ) {
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
         if installed {
             if match_index > progress.match_index {
                 progress.match_index = match_index;
@@ -66,14 +85,24 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Follower: accumulates chunks in order and installs the snapshot on the last one.
-    pub(crate) fn handle_install_snapshot(&mut self, leader: NodeId, meta: SnapshotMeta, offset: u64, chunk: Vec<u8>, done: bool, heartbeat_seq: u64) {
+    pub(crate) fn handle_install_snapshot(
+        &mut self,
+        leader: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        chunk: Vec<u8>,
+        done: bool,
+        heartbeat_seq: u64,
+    ) {
         let term = self.hard_state.term;
-        let answer = |next_offset: u64, installed: bool, match_index: LogIndex| MessageBody::InstallSnapshotResponse {
-            snapshot_index: meta.index,
-            next_offset,
-            installed,
-            match_index,
-            heartbeat_seq,
+        let answer = |next_offset: u64, installed: bool, match_index: LogIndex| {
+            MessageBody::InstallSnapshotResponse {
+                snapshot_index: meta.index,
+                next_offset,
+                installed,
+                match_index,
+                heartbeat_seq,
+            }
         };
         if meta.index <= self.commit_index {
             // Already have everything it covers: an old or duplicate snapshot must never roll the
@@ -103,7 +132,9 @@ impl<M: StateMachine> Replica<M> {
             self.send(leader, term, body, Gate::Log);
             return;
         }
-        let Some((meta, data)) = self.incoming_snapshot.take() else { return };
+        let Some((meta, data)) = self.incoming_snapshot.take() else {
+            return;
+        };
         let installed = self.install_snapshot(Snapshot { meta, data });
         let match_index = if installed { self.commit_index } else { 0 };
         let body = answer(0, installed, match_index);
@@ -112,7 +143,9 @@ impl<M: StateMachine> Replica<M> {
 
     /// Replaces state machine, sessions and log prefix with `snapshot`; false if it does not decode.
     fn install_snapshot(&mut self, snapshot: Snapshot) -> bool {
-        let Ok(data) = postcard::from_bytes::<SnapshotData>(&snapshot.data) else { return false };
+        let Ok(data) = postcard::from_bytes::<SnapshotData>(&snapshot.data) else {
+            return false;
+        };
         if self.state_machine.restore(&data.state).is_err() {
             return false;
         }

@@ -46,7 +46,10 @@ impl Replay {
     pub(crate) fn apply(&mut self, request: PersistRequest) {
         if let Some(snapshot) = request.snapshot {
             let index = snapshot.meta.index;
-            let matches = self.entries.get(&index).is_some_and(|e| e.term == snapshot.meta.term);
+            let matches = self
+                .entries
+                .get(&index)
+                .is_some_and(|e| e.term == snapshot.meta.term);
             if matches {
                 self.entries = self.entries.split_off(&(index + 1));
             } else {
@@ -93,7 +96,12 @@ impl Replay {
             }
             entries.push(entry);
         }
-        RecoveredState { hard_state: self.hard_state, snapshot: self.snapshot, entries, corrupted }
+        RecoveredState {
+            hard_state: self.hard_state,
+            snapshot: self.snapshot,
+            entries,
+            corrupted,
+        }
     }
 
     /// One record describing the whole state (used to compact after a snapshot).

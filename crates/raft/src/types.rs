@@ -36,7 +36,10 @@ pub struct Membership {
 impl Membership {
     /// A configuration of the given voters and no learners.
     pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Self {
-        Self { voters: voters.into_iter().collect(), ..Self::default() }
+        Self {
+            voters: voters.into_iter().collect(),
+            ..Self::default()
+        }
     }
 
     /// True while the configuration is joint (old and new voter sets must both agree).
@@ -93,7 +96,9 @@ impl Entry {
         let payload = match &self.payload {
             EntryPayload::Noop => 0,
             EntryPayload::Command { command, .. } => command.len() + 16,
-            EntryPayload::Membership(m) => 8 * (m.voters.len() + m.outgoing_voters.len() + m.learners.len()),
+            EntryPayload::Membership(m) => {
+                8 * (m.voters.len() + m.outgoing_voters.len() + m.learners.len())
+            }
         };
         payload + 24
     }

@@ -4,8 +4,9 @@
 mod harness;
 
 use harness::{Network, output, test_config};
-use raft::{ClientError, ClientOperation, KvCommand, KvOutput, MembershipChange, ReadConsistency, Role};
-
+use raft::{
+    ClientError, ClientOperation, KvCommand, KvOutput, MembershipChange, ReadConsistency, Role,
+};
 
 #[test]
 fn initial_election_elects_one_leader_and_keeps_it() {
@@ -13,8 +14,16 @@ fn initial_election_elects_one_leader_and_keeps_it() {
     let leader = network.elect(2_000);
     let term = network.replica(leader).term();
     network.run_for(3_000);
-    assert_eq!(network.leader(), Some(leader), "leader changed without faults");
-    assert_eq!(network.replica(leader).term(), term, "spurious election without faults");
+    assert_eq!(
+        network.leader(),
+        Some(leader),
+        "leader changed without faults"
+    );
+    assert_eq!(
+        network.replica(leader).term(),
+        term,
+        "spurious election without faults"
+    );
     for id in network.ids() {
         assert_eq!(network.replica(id).term(), term);
         assert_eq!(network.replica(id).leader(), Some(leader));
@@ -26,10 +35,20 @@ fn re_election_after_leader_disconnect_and_old_leader_rejoins_as_follower() {
     let mut network = Network::new(&[1, 2, 3], 2);
     let first = network.elect(2_000);
     network.isolate(first);
-    let rest: Vec<_> = network.ids().into_iter().filter(|&id| id != first).collect();
-    assert!(network.run_until(3_000, |n| n.leader_in(&rest).is_some()), "no re-election");
+    let rest: Vec<_> = network
+        .ids()
+        .into_iter()
+        .filter(|&id| id != first)
+        .collect();
+    assert!(
+        network.run_until(3_000, |n| n.leader_in(&rest).is_some()),
+        "no re-election"
+    );
     // Check-quorum: the isolated leader steps down on its own.
-    assert!(network.run_until(1_000, |n| n.replica(first).role() != Role::Leader), "isolated leader kept leading");
+    assert!(
+        network.run_until(1_000, |n| n.replica(first).role() != Role::Leader),
+        "isolated leader kept leading"
+    );
     network.heal();
     network.run_for(1_000);
     assert_eq!(network.leaders().len(), 1);
@@ -41,12 +60,39 @@ fn basic_agreement_and_kv_operations() {
     let mut network = Network::new(&[1, 2, 3, 4, 5], 3);
     network.elect(2_000);
     network.put(10, 1, "a", "1");
-    let increment = network.client_write(10, 2, KvCommand::Increment { key: "a".into(), delta: 5 }, 2_000);
-    assert_eq!(output(&increment.expect("reply").expect("ok")), KvOutput::Counter(6));
-    let cas = KvCommand::CompareAndSwap { key: "a".into(), expected: Some(b"6".to_vec()), new: Some(b"x".to_vec()) };
-    let swapped = network.client_write(10, 3, cas, 2_000).expect("reply").expect("ok");
-    assert_eq!(output(&swapped), KvOutput::Swapped { swapped: true, current: Some(b"x".to_vec()) });
-    let deleted = network.client_write(10, 4, KvCommand::Delete { key: "a".into() }, 2_000).expect("reply").expect("ok");
+    let increment = network.client_write(
+        10,
+        2,
+        KvCommand::Increment {
+            key: "a".into(),
+            delta: 5,
+        },
+        2_000,
+    );
+    assert_eq!(
+        output(&increment.expect("reply").expect("ok")),
+        KvOutput::Counter(6)
+    );
+    let cas = KvCommand::CompareAndSwap {
+        key: "a".into(),
+        expected: Some(b"6".to_vec()),
+        new: Some(b"x".to_vec()),
+    };
+    let swapped = network
+        .client_write(10, 3, cas, 2_000)
+        .expect("reply")
+        .expect("ok");
+    assert_eq!(
+        output(&swapped),
+        KvOutput::Swapped {
+            swapped: true,
+            current: Some(b"x".to_vec())
+        }
+    );
+    let deleted = network
+        .client_write(10, 4, KvCommand::Delete { key: "a".into() }, 2_000)
+        .expect("reply")
+        .expect("ok");
     assert_eq!(output(&deleted), KvOutput::Value(Some(b"x".to_vec())));
     network.put(10, 5, "b", "2");
     assert!(network.settle(2_000));
@@ -55,7 +101,10 @@ fn basic_agreement_and_kv_operations() {
         assert_eq!(network.value(id, "b").as_deref(), Some("2"));
     }
     let leader = network.leader().expect("leader");
-    let read = network.read(leader, 11, 1, "b", ReadConsistency::Linearizable).expect("reply").expect("ok");
+    let read = network
+        .read(leader, 11, 1, "b", ReadConsistency::Linearizable)
+        .expect("reply")
+        .expect("ok");
     assert_eq!(output(&read), KvOutput::Value(Some(b"2".to_vec())));
     assert!(!read.stale);
 }
@@ -69,28 +118,75 @@ fn majority_side_keeps_serving_and_minority_refuses_writes_naming_last_leader() 
     network.put(20, 1, "k", "before");
     assert!(network.settle(2_000));
     // The old leader and one follower form the minority.
-    let follower = network.ids().into_iter().find(|&id| id != leader).expect("follower");
+    let follower = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("follower");
     let minority = [leader, follower];
-    let majority: Vec<_> = network.ids().into_iter().filter(|id| !minority.contains(id)).collect();
+    let majority: Vec<_> = network
+        .ids()
+        .into_iter()
+        .filter(|id| !minority.contains(id))
+        .collect();
     network.partition(&[&minority, &majority]);
     // A write sent to the minority leader before it notices cannot commit: indefinite, not lost.
-    network.submit(leader, 21, 1, ClientOperation::Write(KvCommand::Put { key: "m".into(), value: b"x".to_vec() }.encode()));
+    network.submit(
+        leader,
+        21,
+        1,
+        ClientOperation::Write(
+            KvCommand::Put {
+                key: "m".into(),
+                value: b"x".to_vec(),
+            }
+            .encode(),
+        ),
+    );
     assert!(network.run_until(3_000, |n| n.leader_in(&majority).is_some()));
-    assert!(network.run_until(1_000, |n| n.replica(leader).role() != Role::Leader), "minority leader must step down (check-quorum)");
-    let pending = network.take_reply(21, 1).expect("pending write answered on step-down");
-    assert!(matches!(pending, Err(ClientError::Indefinite { .. })), "{pending:?}");
+    assert!(
+        network.run_until(1_000, |n| n.replica(leader).role() != Role::Leader),
+        "minority leader must step down (check-quorum)"
+    );
+    let pending = network
+        .take_reply(21, 1)
+        .expect("pending write answered on step-down");
+    assert!(
+        matches!(pending, Err(ClientError::Indefinite { .. })),
+        "{pending:?}"
+    );
     // Majority keeps serving.
     network.put(22, 1, "k", "after");
     // Minority refuses writes, naming the last leader it knew.
-    let refused = network.request(follower, 23, 1, ClientOperation::Write(KvCommand::Put { key: "k".into(), value: b"no".to_vec() }.encode()), 500);
+    let refused = network.request(
+        follower,
+        23,
+        1,
+        ClientOperation::Write(
+            KvCommand::Put {
+                key: "k".into(),
+                value: b"no".to_vec(),
+            }
+            .encode(),
+        ),
+        500,
+    );
     match refused.expect("answered") {
         Err(ClientError::NotLeader { leader_hint, .. }) => assert_eq!(leader_hint, Some(leader)),
         other => panic!("minority accepted a write: {other:?}"),
     }
     // Minority refuses linearizable reads; a stale read is served and marked stale.
-    let read = network.read(follower, 24, 1, "k", ReadConsistency::Linearizable).expect("answered");
-    assert!(matches!(read, Err(ClientError::NotLeader { .. })), "{read:?}");
-    let stale = network.read(follower, 24, 2, "k", ReadConsistency::Stale).expect("answered").expect("served");
+    let read = network
+        .read(follower, 24, 1, "k", ReadConsistency::Linearizable)
+        .expect("answered");
+    assert!(
+        matches!(read, Err(ClientError::NotLeader { .. })),
+        "{read:?}"
+    );
+    let stale = network
+        .read(follower, 24, 2, "k", ReadConsistency::Stale)
+        .expect("answered")
+        .expect("served");
     assert!(stale.stale);
     assert_eq!(output(&stale), KvOutput::Value(Some(b"before".to_vec())));
     // After healing the minority catches up by log.
@@ -106,16 +202,43 @@ fn even_split_elects_no_one_and_refuses_writes() {
     let mut network = Network::new(&[1, 2, 3, 4], 5);
     let leader = network.elect(2_000);
     network.put(30, 1, "k", "v");
-    let partner = network.ids().into_iter().find(|&id| id != leader).expect("partner");
+    let partner = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("partner");
     let left = [leader, partner];
-    let right: Vec<_> = network.ids().into_iter().filter(|id| !left.contains(id)).collect();
+    let right: Vec<_> = network
+        .ids()
+        .into_iter()
+        .filter(|id| !left.contains(id))
+        .collect();
     network.partition(&[&left, &right]);
     network.run_for(1_000);
     network.run_for(5_000);
-    assert!(network.leaders().is_empty(), "a 2/2 split elected {:?}", network.leaders());
+    assert!(
+        network.leaders().is_empty(),
+        "a 2/2 split elected {:?}",
+        network.leaders()
+    );
     for id in network.ids() {
-        let reply = network.request(id, 31, id, ClientOperation::Write(KvCommand::Put { key: "k".into(), value: b"w".to_vec() }.encode()), 300);
-        assert!(matches!(reply, Some(Err(ClientError::NotLeader { .. }))), "node {id}: {reply:?}");
+        let reply = network.request(
+            id,
+            31,
+            id,
+            ClientOperation::Write(
+                KvCommand::Put {
+                    key: "k".into(),
+                    value: b"w".to_vec(),
+                }
+                .encode(),
+            ),
+            300,
+        );
+        assert!(
+            matches!(reply, Some(Err(ClientError::NotLeader { .. }))),
+            "node {id}: {reply:?}"
+        );
     }
     network.heal();
     network.elect(3_000);
@@ -125,16 +248,24 @@ fn even_split_elects_no_one_and_refuses_writes() {
 #[test]
 fn higher_term_always_wins() {
     // Node 3 runs without pre-vote, so while cut off it keeps raising its term.
-    let mut configs: Vec<_> = [1, 2, 3].iter().map(|&id| test_config(id, &[1, 2, 3], 6)).collect();
+    let mut configs: Vec<_> = [1, 2, 3]
+        .iter()
+        .map(|&id| test_config(id, &[1, 2, 3], 6))
+        .collect();
     configs[2].pre_vote = false;
     let mut network = Network::with_configs(configs, 6);
     network.elect(2_000);
     network.isolate(3);
     network.run_for(3_000);
     let high = network.replica(3).term();
-    assert!(high > network.replica(1).term(), "isolated node should have campaigned");
+    assert!(
+        high > network.replica(1).term(),
+        "isolated node should have campaigned"
+    );
     network.heal();
-    assert!(network.run_until(3_000, |n| n.leader().is_some_and(|l| n.replica(l).term() >= high)));
+    assert!(network.run_until(3_000, |n| {
+        n.leader().is_some_and(|l| n.replica(l).term() >= high)
+    }));
     for id in network.ids() {
         assert!(network.replica(id).term() >= high);
     }
@@ -145,7 +276,11 @@ fn higher_term_always_wins() {
 fn rejoining_node_catches_up_by_log() {
     let mut network = Network::new(&[1, 2, 3], 7);
     let leader = network.elect(2_000);
-    let lagging = network.ids().into_iter().find(|&id| id != leader).expect("follower");
+    let lagging = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("follower");
     network.isolate(lagging);
     for sequence in 1..=30 {
         network.put(40, sequence, &format!("k{sequence}"), "v");
@@ -169,22 +304,49 @@ fn rejoining_node_catches_up_by_snapshot_after_compaction() {
         .collect();
     let mut network = Network::with_configs(configs, 8);
     let leader = network.elect(2_000);
-    let lagging = network.ids().into_iter().find(|&id| id != leader).expect("follower");
+    let lagging = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("follower");
     network.isolate(lagging);
     for sequence in 1..=40 {
         network.put(41, sequence, &format!("key-{sequence}"), "some value bytes");
     }
-    assert!(network.replica(leader).snapshot_meta().index > 10, "leader should have compacted");
+    assert!(
+        network.replica(leader).snapshot_meta().index > 10,
+        "leader should have compacted"
+    );
     network.heal();
     assert!(network.settle(5_000));
-    assert!(network.delivered.get("snapshot").copied().unwrap_or(0) > 1, "expected a chunked snapshot transfer");
-    assert_eq!(network.value(lagging, "key-40").as_deref(), Some("some value bytes"));
-    assert_eq!(network.value(lagging, "key-1").as_deref(), Some("some value bytes"));
+    assert!(
+        network.delivered.get("snapshot").copied().unwrap_or(0) > 1,
+        "expected a chunked snapshot transfer"
+    );
+    assert_eq!(
+        network.value(lagging, "key-40").as_deref(),
+        Some("some value bytes")
+    );
+    assert_eq!(
+        network.value(lagging, "key-1").as_deref(),
+        Some("some value bytes")
+    );
     // The session table travelled inside the snapshot: a retried old request is not re-applied.
-    let retried = network.client_write(41, 40, KvCommand::Put { key: "key-40".into(), value: b"again".to_vec() }, 2_000);
+    let retried = network.client_write(
+        41,
+        40,
+        KvCommand::Put {
+            key: "key-40".into(),
+            value: b"again".to_vec(),
+        },
+        2_000,
+    );
     assert!(retried.expect("reply").is_ok());
     assert!(network.settle(2_000));
-    assert_eq!(network.value(lagging, "key-40").as_deref(), Some("some value bytes"));
+    assert_eq!(
+        network.value(lagging, "key-40").as_deref(),
+        Some("some value bytes")
+    );
 }
 
 // ---- randomized paper / 6.824 scenarios ------------------------------------------------------------
@@ -213,18 +375,22 @@ fn figure_8_unreliable_and_churn_keep_acknowledged_writes() {
                     };
                     network.crash(victim);
                     let pause_ms = network.rng.below(200);
-            network.run_for(pause_ms);
+                    network.run_for(pause_ms);
                     network.restart(victim);
                 }
                 2 | 3 => {
                     let cut = 1 + network.rng.below(5);
-                    let (left, right): (Vec<_>, Vec<_>) = network.ids().into_iter().partition(|&id| id <= cut);
+                    let (left, right): (Vec<_>, Vec<_>) =
+                        network.ids().into_iter().partition(|&id| id <= cut);
                     network.partition(&[&left, &right]);
                 }
                 _ => network.heal(),
             }
             sequence += 1;
-            let command = KvCommand::Increment { key: "counter".into(), delta: 1 };
+            let command = KvCommand::Increment {
+                key: "counter".into(),
+                delta: 1,
+            };
             if let Some(Ok(_)) = network.client_write(50, sequence, command, 400) {
                 acknowledged += 1;
             }
@@ -237,13 +403,27 @@ fn figure_8_unreliable_and_churn_keep_acknowledged_writes() {
             }
         }
         // Retry the last request so its outcome is definite, then compare.
-        let last = network.client_write(50, sequence, KvCommand::Increment { key: "counter".into(), delta: 1 }, 10_000);
+        let last = network.client_write(
+            50,
+            sequence,
+            KvCommand::Increment {
+                key: "counter".into(),
+                delta: 1,
+            },
+            10_000,
+        );
         let counter = match output(&last.expect("reply").expect("healed cluster serves")) {
             KvOutput::Counter(n) => n,
             other => panic!("seed {seed}: {other:?}"),
         };
-        assert!(counter >= acknowledged, "seed {seed}: acknowledged {acknowledged} increments but counter is {counter}");
-        assert!(counter <= sequence as i64, "seed {seed}: {counter} increments applied from {sequence} requests");
+        assert!(
+            counter >= acknowledged,
+            "seed {seed}: acknowledged {acknowledged} increments but counter is {counter}"
+        );
+        assert!(
+            counter <= sequence as i64,
+            "seed {seed}: {counter} increments applied from {sequence} requests"
+        );
         assert!(network.settle(5_000), "seed {seed}: cluster did not settle");
         assert!(network.checker.checks > 1_000);
     }
@@ -257,7 +437,15 @@ fn unreliable_agreement_every_write_applied_once_everywhere() {
     network.latency_max_ms = 40;
     network.elect(3_000);
     for sequence in 1..=40 {
-        let reply = network.client_write(60, sequence, KvCommand::Increment { key: "n".into(), delta: 1 }, 10_000);
+        let reply = network.client_write(
+            60,
+            sequence,
+            KvCommand::Increment {
+                key: "n".into(),
+                delta: 1,
+            },
+            10_000,
+        );
         assert!(matches!(reply, Some(Ok(_))), "write {sequence}: {reply:?}");
     }
     network.drop_per_mille = 0;
@@ -275,7 +463,15 @@ fn determinism_same_seed_same_trace() {
         network.latency_max_ms = 25;
         network.elect(3_000);
         for sequence in 1..=10 {
-            let _ = network.client_write(70, sequence, KvCommand::Put { key: "k".into(), value: vec![sequence as u8] }, 2_000);
+            let _ = network.client_write(
+                70,
+                sequence,
+                KvCommand::Put {
+                    key: "k".into(),
+                    value: vec![sequence as u8],
+                },
+                2_000,
+            );
         }
         network.trace_hash
     };
@@ -295,7 +491,10 @@ fn crash_at_any_moment_loses_no_acknowledged_write() {
         let mut acknowledged = Vec::new();
         for sequence in 1..=20u64 {
             let key = format!("k{sequence}");
-            let command = KvCommand::Put { key: key.clone(), value: b"v".to_vec() };
+            let command = KvCommand::Put {
+                key: key.clone(),
+                value: b"v".to_vec(),
+            };
             if let Some(Ok(_)) = network.client_write(80, sequence, command, 3_000) {
                 acknowledged.push(key);
             }
@@ -310,7 +509,11 @@ fn crash_at_any_moment_loses_no_acknowledged_write() {
         assert!(network.settle(5_000), "seed {seed}");
         for key in &acknowledged {
             for id in network.ids() {
-                assert_eq!(network.value(id, key).as_deref(), Some("v"), "seed {seed}: node {id} lost acknowledged {key}");
+                assert_eq!(
+                    network.value(id, key).as_deref(),
+                    Some("v"),
+                    "seed {seed}: node {id} lost acknowledged {key}"
+                );
             }
         }
     }
@@ -324,19 +527,35 @@ fn corrupted_log_record_is_detected_and_repaired_from_peers() {
         network.put(90, sequence, &format!("k{sequence}"), "v");
     }
     assert!(network.settle(2_000));
-    let victim = network.ids().into_iter().find(|&id| id != leader).expect("follower");
+    let victim = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("follower");
     network.crash(victim);
     let node = network.nodes.get_mut(&victim).expect("node");
     let middle = node.storage.durable_bytes() / 2;
     assert!(node.storage.corrupt_byte(middle));
     network.restart(victim);
-    assert!(network.replica(victim).is_repairing(), "checksum failure must be detected");
-    assert!(network.replica(victim).last_index() < network.replica(leader).last_index(), "the bad record and its successors are dropped");
+    assert!(
+        network.replica(victim).is_repairing(),
+        "checksum failure must be detected"
+    );
+    assert!(
+        network.replica(victim).last_index() < network.replica(leader).last_index(),
+        "the bad record and its successors are dropped"
+    );
     network.put(90, 11, "k11", "v");
     assert!(network.settle(3_000));
-    assert!(!network.replica(victim).is_repairing(), "repair completes once caught up");
+    assert!(
+        !network.replica(victim).is_repairing(),
+        "repair completes once caught up"
+    );
     for sequence in 1..=11 {
-        assert_eq!(network.value(victim, &format!("k{sequence}")).as_deref(), Some("v"));
+        assert_eq!(
+            network.value(victim, &format!("k{sequence}")).as_deref(),
+            Some("v")
+        );
     }
 }
 
@@ -357,7 +576,13 @@ fn membership_change_under_faults() {
         for _ in 0..50 {
             sequence += 1;
             let leader = network.elect(5_000);
-            match network.request(leader, 101, sequence, ClientOperation::ChangeMembership(change.clone()), 2_000) {
+            match network.request(
+                leader,
+                101,
+                sequence,
+                ClientOperation::ChangeMembership(change.clone()),
+                2_000,
+            ) {
                 Some(Ok(_)) => return,
                 _ => network.run_for(100),
             }
@@ -365,7 +590,10 @@ fn membership_change_under_faults() {
         panic!("membership change {change:?} never succeeded");
     };
     change(&mut network, MembershipChange::AddLearner(4));
-    assert!(network.run_until(3_000, |n| n.replica(4).applied_index() >= 2), "learner catches up");
+    assert!(
+        network.run_until(3_000, |n| n.replica(4).applied_index() >= 2),
+        "learner catches up"
+    );
     assert_eq!(network.replica(4).role(), Role::Follower);
     change(&mut network, MembershipChange::AddVoter(4));
     // Crash the leader right after a change, mid-flight.
@@ -376,18 +604,32 @@ fn membership_change_under_faults() {
     change(&mut network, MembershipChange::AddVoter(5));
     let leader = network.elect(2_000);
     change(&mut network, MembershipChange::Remove(leader));
-    assert!(network.run_until(3_000, |n| n.leader().is_some_and(|l| l != leader)), "removed leader hands over");
+    assert!(
+        network.run_until(3_000, |n| n.leader().is_some_and(|l| l != leader)),
+        "removed leader hands over"
+    );
     // A two-voter swap goes through joint consensus.
-    let voters = network.replica(network.leader().expect("leader")).membership().voters.clone();
+    let voters = network
+        .replica(network.leader().expect("leader"))
+        .membership()
+        .voters
+        .clone();
     let mut target = raft::Membership::with_voters(voters.iter().copied().filter(|&v| v != 4));
     target.voters.insert(leader);
     change(&mut network, MembershipChange::Replace(target.clone()));
-    assert!(network.run_until(5_000, |n| n.leader().is_some_and(|l| !n.replica(l).membership().is_joint())));
+    assert!(network.run_until(5_000, |n| {
+        n.leader()
+            .is_some_and(|l| !n.replica(l).membership().is_joint())
+    }));
     network.drop_per_mille = 0;
     network.put(100, 2, "k", "w");
     assert!(network.settle(5_000));
     for id in network.ids() {
-        assert_eq!(network.replica(id).membership().voters, target.voters, "node {id}");
+        assert_eq!(
+            network.replica(id).membership().voters,
+            target.voters,
+            "node {id}"
+        );
         assert_eq!(network.value(id, "k").as_deref(), Some("w"), "node {id}");
     }
 }
@@ -401,13 +643,31 @@ fn backup_leader_backs_up_over_many_conflicting_entries() {
     let ids = network.ids();
     let partner = ids.iter().copied().find(|&id| id != old).expect("partner");
     let minority = [old, partner];
-    let majority: Vec<_> = ids.iter().copied().filter(|id| !minority.contains(id)).collect();
+    let majority: Vec<_> = ids
+        .iter()
+        .copied()
+        .filter(|id| !minority.contains(id))
+        .collect();
     network.partition(&[&minority, &majority]);
     for sequence in 1..=50 {
-        network.submit(old, 110, sequence, ClientOperation::Write(KvCommand::Put { key: format!("lost{sequence}"), value: b"x".to_vec() }.encode()));
+        network.submit(
+            old,
+            110,
+            sequence,
+            ClientOperation::Write(
+                KvCommand::Put {
+                    key: format!("lost{sequence}"),
+                    value: b"x".to_vec(),
+                }
+                .encode(),
+            ),
+        );
     }
     network.run_for(100);
-    assert!(network.replica(partner).last_index() >= 50, "minority follower holds the doomed entries");
+    assert!(
+        network.replica(partner).last_index() >= 50,
+        "minority follower holds the doomed entries"
+    );
     assert!(network.run_until(3_000, |n| n.leader_in(&majority).is_some()));
     for sequence in 1..=50 {
         network.put(111, sequence, &format!("kept{sequence}"), "v");
@@ -421,4 +681,76 @@ fn backup_leader_backs_up_over_many_conflicting_entries() {
         assert_eq!(network.value(id, "lost1"), None);
         assert_eq!(network.value(id, "kept50").as_deref(), Some("v"));
     }
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_the_target() {
+    let mut network = Network::new(&[1, 2, 3], 13);
+    let leader = network.elect(2_000);
+    network.put(120, 1, "k", "v");
+    let target = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("target");
+    let started = network.request(
+        leader,
+        121,
+        1,
+        ClientOperation::TransferLeadership(target),
+        1_000,
+    );
+    assert!(started.expect("reply").is_ok());
+    assert!(
+        network.run_until(1_000, |n| n.leader() == Some(target)),
+        "transfer did not complete"
+    );
+    network.put(120, 2, "k", "w");
+    assert!(network.settle(2_000));
+    assert_eq!(network.value(leader, "k").as_deref(), Some("w"));
+}
+
+#[test]
+fn lease_reads_skip_the_confirmation_round_while_the_lease_holds() {
+    let configs = [1, 2, 3]
+        .iter()
+        .map(|&id| raft::RaftConfig {
+            lease_reads: true,
+            ..test_config(id, &[1, 2, 3], 14)
+        })
+        .collect();
+    let mut network = Network::with_configs(configs, 14);
+    let leader = network.elect(2_000);
+    network.put(130, 1, "k", "v");
+    network.run_for(200); // heartbeats establish the lease
+    // Answered within the same step: no round trip needed.
+    network.submit(
+        leader,
+        131,
+        1,
+        ClientOperation::Read {
+            query: raft::KvQuery::Get { key: "k".into() }.encode(),
+            consistency: ReadConsistency::Linearizable,
+        },
+    );
+    let reply = network
+        .take_reply(131, 1)
+        .expect("served from the lease without a round trip")
+        .expect("ok");
+    assert_eq!(output(&reply), KvOutput::Value(Some(b"v".to_vec())));
+    // Without the lease (ReadIndex), the same read needs a heartbeat round.
+    let mut network = Network::new(&[1, 2, 3], 14);
+    let leader = network.elect(2_000);
+    network.put(130, 1, "k", "v");
+    network.submit(
+        leader,
+        131,
+        1,
+        ClientOperation::Read {
+            query: raft::KvQuery::Get { key: "k".into() }.encode(),
+            consistency: ReadConsistency::Linearizable,
+        },
+    );
+    assert!(network.take_reply(131, 1).is_none());
+    assert!(network.run_until(100, |n| n.replies.iter().any(|(_, r)| r.client_id == 131)));
 }

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use raft::{
-    ClientError, ClientOperation, ClientReply, ClientRequest, ClientResponse, Effect, Entry, HardState, Input, Kv, KvCommand,
-    KvOutput, KvQuery, MemoryStorage, Message, MessageBody, NodeId, PersistRequest, RaftConfig, ReadConsistency,
-    RecoveredState, Replica, Role, Storage,
+    ClientError, ClientOperation, ClientReply, ClientRequest, ClientResponse, Effect, Entry,
+    HardState, Input, Kv, KvCommand, KvOutput, KvQuery, MemoryStorage, Message, MessageBody,
+    NodeId, PersistRequest, RaftConfig, ReadConsistency, RecoveredState, Replica, Role, Storage,
 };
 
 /// Deterministic randomness for the harness (SplitMix64).
@@ -46,8 +46,16 @@ pub struct Node {
 #[derive(Clone, Debug)]
 enum Event {
     Deliver(Message),
-    Timer { node: NodeId, incarnation: u64, at_ms: u64 },
-    Sync { node: NodeId, incarnation: u64, token: u64 },
+    Timer {
+        node: NodeId,
+        incarnation: u64,
+        at_ms: u64,
+    },
+    Sync {
+        node: NodeId,
+        incarnation: u64,
+        token: u64,
+    },
 }
 
 /// Message filter: may edit the message; return false to drop it.
@@ -102,7 +110,10 @@ pub fn test_config(id: NodeId, voters: &[NodeId], seed: u64) -> RaftConfig {
 impl Network {
     /// A bootstrapped cluster of `voters`.
     pub fn new(voters: &[NodeId], seed: u64) -> Self {
-        let configs = voters.iter().map(|&id| test_config(id, voters, seed)).collect();
+        let configs = voters
+            .iter()
+            .map(|&id| test_config(id, voters, seed))
+            .collect();
         Self::with_configs(configs, seed)
     }
 
@@ -137,12 +148,28 @@ impl Network {
     pub fn add_node(&mut self, config: RaftConfig, state: Option<(HardState, Vec<Entry>)>) {
         let mut storage = MemoryStorage::new();
         if let Some((hard_state, entries)) = state {
-            let request = PersistRequest { token: 0, hard_state: Some(hard_state), snapshot: None, log_from: Some(1), entries };
+            let request = PersistRequest {
+                token: 0,
+                hard_state: Some(hard_state),
+                snapshot: None,
+                log_from: Some(1),
+                entries,
+            };
             storage.write(&request).expect("write");
             storage.sync().expect("sync");
         }
         let id = config.id;
-        self.nodes.insert(id, Node { replica: None, storage, config, incarnation: 0, timer_at_ms: None, paused: false });
+        self.nodes.insert(
+            id,
+            Node {
+                replica: None,
+                storage,
+                config,
+                incarnation: 0,
+                timer_at_ms: None,
+                paused: false,
+            },
+        );
         self.restart(id);
     }
 
@@ -172,8 +199,12 @@ impl Network {
     /// Feeds one input to a live node and performs its effects.
     pub fn input(&mut self, id: NodeId, input: Input) {
         let now_ms = self.now_ms;
-        let Some(node) = self.nodes.get_mut(&id) else { return };
-        let Some(replica) = node.replica.as_mut() else { return };
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let Some(replica) = node.replica.as_mut() else {
+            return;
+        };
         replica.step(now_ms, input);
         let effects = replica.drain_effects();
         self.perform(id, effects);
@@ -186,8 +217,18 @@ impl Network {
                     let node = self.nodes.get_mut(&id).expect("node");
                     node.storage.write(&request).expect("memory storage write");
                     let incarnation = node.incarnation;
-                    let delay = self.persist_delay_min_ms + self.rng.below(self.persist_delay_max_ms - self.persist_delay_min_ms + 1);
-                    self.schedule(self.now_ms + delay, Event::Sync { node: id, incarnation, token: request.token });
+                    let delay = self.persist_delay_min_ms
+                        + self
+                            .rng
+                            .below(self.persist_delay_max_ms - self.persist_delay_min_ms + 1);
+                    self.schedule(
+                        self.now_ms + delay,
+                        Event::Sync {
+                            node: id,
+                            incarnation,
+                            token: request.token,
+                        },
+                    );
                 }
                 Effect::Send(message) => self.transmit(message),
                 Effect::Reply(reply) => self.replies.push((id, reply)),
@@ -196,7 +237,14 @@ impl Network {
                     let node = self.nodes.get_mut(&id).expect("node");
                     node.timer_at_ms = Some(at_ms);
                     let incarnation = node.incarnation;
-                    self.schedule(at_ms.max(self.now_ms), Event::Timer { node: id, incarnation, at_ms });
+                    self.schedule(
+                        at_ms.max(self.now_ms),
+                        Event::Timer {
+                            node: id,
+                            incarnation,
+                            at_ms,
+                        },
+                    );
                 }
                 Effect::RoleChanged { .. } => {}
             }
@@ -204,7 +252,9 @@ impl Network {
     }
 
     fn transmit(&mut self, mut message: Message) {
-        if self.blocked.contains(&(message.from, message.to)) || self.rng.chance_per_mille(self.drop_per_mille) {
+        if self.blocked.contains(&(message.from, message.to))
+            || self.rng.chance_per_mille(self.drop_per_mille)
+        {
             return;
         }
         if let Some(filter) = self.filter.as_mut()
@@ -212,9 +262,16 @@ impl Network {
         {
             return;
         }
-        let copies = if self.rng.chance_per_mille(self.duplicate_per_mille) { 2 } else { 1 };
+        let copies = if self.rng.chance_per_mille(self.duplicate_per_mille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
-            let latency = self.latency_min_ms + self.rng.below(self.latency_max_ms - self.latency_min_ms + 1);
+            let latency = self.latency_min_ms
+                + self
+                    .rng
+                    .below(self.latency_max_ms - self.latency_min_ms + 1);
             self.schedule(self.now_ms + latency, Event::Deliver(message.clone()));
         }
     }
@@ -228,7 +285,9 @@ impl Network {
 
     /// Processes the earliest event; false when none is left.
     pub fn step(&mut self) -> bool {
-        let Some(((at_ms, _), event)) = self.queue.pop_first() else { return false };
+        let Some(((at_ms, _), event)) = self.queue.pop_first() else {
+            return false;
+        };
         self.now_ms = self.now_ms.max(at_ms);
         let target = Self::target(&event);
         if self.nodes.get(&target).is_some_and(|n| n.paused) {
@@ -244,14 +303,27 @@ impl Network {
                     self.input(message.to, Input::Message(message));
                 }
             }
-            Event::Timer { node, incarnation, at_ms } => {
-                let current = self.nodes.get(&node).is_some_and(|n| n.incarnation == incarnation && n.timer_at_ms == Some(at_ms));
+            Event::Timer {
+                node,
+                incarnation,
+                at_ms,
+            } => {
+                let current = self
+                    .nodes
+                    .get(&node)
+                    .is_some_and(|n| n.incarnation == incarnation && n.timer_at_ms == Some(at_ms));
                 if current {
                     self.input(node, Input::Timeout);
                 }
             }
-            Event::Sync { node, incarnation, token } => {
-                let Some(state) = self.nodes.get_mut(&node) else { return true };
+            Event::Sync {
+                node,
+                incarnation,
+                token,
+            } => {
+                let Some(state) = self.nodes.get_mut(&node) else {
+                    return true;
+                };
                 if state.incarnation == incarnation && state.replica.is_some() {
                     state.storage.sync().expect("memory storage sync");
                     self.input(node, Input::PersistDone(token));
@@ -264,7 +336,11 @@ impl Network {
 
     pub fn run_for(&mut self, duration_ms: u64) {
         let until = self.now_ms + duration_ms;
-        while self.queue.first_key_value().is_some_and(|((at, _), _)| *at <= until) {
+        while self
+            .queue
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= until)
+        {
             self.step();
         }
         self.now_ms = until;
@@ -305,7 +381,8 @@ impl Network {
         node.storage.crash();
         node.incarnation += 1;
         let recovered: RecoveredState = node.storage.load().expect("load");
-        let mut replica = Replica::new(node.config.clone(), recovered, Kv::new(), now_ms).expect("replica");
+        let mut replica =
+            Replica::new(node.config.clone(), recovered, Kv::new(), now_ms).expect("replica");
         let effects = replica.drain_effects();
         node.replica = Some(replica);
         self.perform(id, effects);
@@ -361,45 +438,101 @@ impl Network {
     pub fn leaders(&self) -> Vec<(NodeId, u64)> {
         self.nodes
             .iter()
-            .filter_map(|(id, n)| n.replica.as_ref().filter(|r| r.role() == Role::Leader).map(|r| (*id, r.term())))
+            .filter_map(|(id, n)| {
+                n.replica
+                    .as_ref()
+                    .filter(|r| r.role() == Role::Leader)
+                    .map(|r| (*id, r.term()))
+            })
             .collect()
     }
 
     /// The leader with the highest term, if any.
     pub fn leader(&self) -> Option<NodeId> {
-        self.leaders().into_iter().max_by_key(|(_, term)| *term).map(|(id, _)| id)
+        self.leaders()
+            .into_iter()
+            .max_by_key(|(_, term)| *term)
+            .map(|(id, _)| id)
     }
 
     /// The leader among `group` whose term is the highest of the group (a leader that would serve).
     pub fn leader_in(&self, group: &[NodeId]) -> Option<NodeId> {
-        self.leaders().into_iter().filter(|(id, _)| group.contains(id)).max_by_key(|(_, t)| *t).map(|(id, _)| id)
+        self.leaders()
+            .into_iter()
+            .filter(|(id, _)| group.contains(id))
+            .max_by_key(|(_, t)| *t)
+            .map(|(id, _)| id)
     }
 
     pub fn elect(&mut self, limit_ms: u64) -> NodeId {
-        assert!(self.run_until(limit_ms, |n| n.leader().is_some()), "no leader elected within {limit_ms} ms");
+        assert!(
+            self.run_until(limit_ms, |n| n.leader().is_some()),
+            "no leader elected within {limit_ms} ms"
+        );
         self.leader().expect("leader")
     }
 
     /// Submits a request to `node` directly (client co-located) and returns nothing.
-    pub fn submit(&mut self, node: NodeId, client_id: u64, sequence: u64, operation: ClientOperation) {
-        self.input(node, Input::Client(ClientRequest { client_id, sequence, operation }));
+    pub fn submit(
+        &mut self,
+        node: NodeId,
+        client_id: u64,
+        sequence: u64,
+        operation: ClientOperation,
+    ) {
+        self.input(
+            node,
+            Input::Client(ClientRequest {
+                client_id,
+                sequence,
+                operation,
+            }),
+        );
     }
 
-    pub fn take_reply(&mut self, client_id: u64, sequence: u64) -> Option<Result<ClientResponse, ClientError>> {
-        let position = self.replies.iter().position(|(_, r)| r.client_id == client_id && r.sequence == sequence)?;
+    pub fn take_reply(
+        &mut self,
+        client_id: u64,
+        sequence: u64,
+    ) -> Option<Result<ClientResponse, ClientError>> {
+        let position = self
+            .replies
+            .iter()
+            .position(|(_, r)| r.client_id == client_id && r.sequence == sequence)?;
         Some(self.replies.remove(position).1.result)
     }
 
     /// Sends to `node` and waits up to `limit_ms` for the reply.
-    pub fn request(&mut self, node: NodeId, client_id: u64, sequence: u64, operation: ClientOperation, limit_ms: u64) -> Option<Result<ClientResponse, ClientError>> {
+    pub fn request(
+        &mut self,
+        node: NodeId,
+        client_id: u64,
+        sequence: u64,
+        operation: ClientOperation,
+        limit_ms: u64,
+    ) -> Option<Result<ClientResponse, ClientError>> {
         self.submit(node, client_id, sequence, operation);
-        let found = self.run_until(limit_ms, |n| n.replies.iter().any(|(_, r)| r.client_id == client_id && r.sequence == sequence));
-        if found { self.take_reply(client_id, sequence) } else { None }
+        let found = self.run_until(limit_ms, |n| {
+            n.replies
+                .iter()
+                .any(|(_, r)| r.client_id == client_id && r.sequence == sequence)
+        });
+        if found {
+            self.take_reply(client_id, sequence)
+        } else {
+            None
+        }
     }
 
     /// A client that retries (same sequence number) at whichever node looks like the leader until
     /// it gets a definite answer or `limit_ms` passes.
-    pub fn client_write(&mut self, client_id: u64, sequence: u64, command: KvCommand, limit_ms: u64) -> Option<Result<ClientResponse, ClientError>> {
+    pub fn client_write(
+        &mut self,
+        client_id: u64,
+        sequence: u64,
+        command: KvCommand,
+        limit_ms: u64,
+    ) -> Option<Result<ClientResponse, ClientError>> {
         let deadline = self.now_ms + limit_ms;
         let mut last = None;
         while self.now_ms < deadline {
@@ -407,7 +540,13 @@ impl Network {
                 self.run_for(20);
                 continue;
             };
-            match self.request(leader, client_id, sequence, ClientOperation::Write(command.encode()), 300) {
+            match self.request(
+                leader,
+                client_id,
+                sequence,
+                ClientOperation::Write(command.encode()),
+                300,
+            ) {
                 Some(Ok(response)) => return Some(Ok(response)),
                 Some(Err(error)) => {
                     last = Some(Err(error));
@@ -420,31 +559,55 @@ impl Network {
     }
 
     pub fn put(&mut self, client_id: u64, sequence: u64, key: &str, value: &str) -> ClientResponse {
-        let command = KvCommand::Put { key: key.into(), value: value.as_bytes().to_vec() };
+        let command = KvCommand::Put {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+        };
         match self.client_write(client_id, sequence, command, 5_000) {
             Some(Ok(response)) => response,
             other => panic!("put {key}={value} failed: {other:?}"),
         }
     }
 
-    pub fn read(&mut self, node: NodeId, client_id: u64, sequence: u64, key: &str, consistency: ReadConsistency) -> Option<Result<ClientResponse, ClientError>> {
+    pub fn read(
+        &mut self,
+        node: NodeId,
+        client_id: u64,
+        sequence: u64,
+        key: &str,
+        consistency: ReadConsistency,
+    ) -> Option<Result<ClientResponse, ClientError>> {
         let query = KvQuery::Get { key: key.into() }.encode();
-        self.request(node, client_id, sequence, ClientOperation::Read { query, consistency }, 1_000)
+        self.request(
+            node,
+            client_id,
+            sequence,
+            ClientOperation::Read { query, consistency },
+            1_000,
+        )
     }
 
     /// Runs until every live node has applied everything the leader committed.
     pub fn settle(&mut self, limit_ms: u64) -> bool {
         self.run_until(limit_ms, |n| {
-            let Some(leader) = n.leader() else { return false };
+            let Some(leader) = n.leader() else {
+                return false;
+            };
             let commit = n.replica(leader).commit_index();
             let last = n.replica(leader).last_index();
             commit == last
-                && n.nodes.values().filter_map(|node| node.replica.as_ref()).all(|r| r.applied_index() == commit)
+                && n.nodes
+                    .values()
+                    .filter_map(|node| node.replica.as_ref())
+                    .all(|r| r.applied_index() == commit)
         })
     }
 
     pub fn value(&self, id: NodeId, key: &str) -> Option<String> {
-        self.replica(id).state_machine().get(key).map(|v| String::from_utf8_lossy(v).into_owned())
+        self.replica(id)
+            .state_machine()
+            .get(key)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
     }
 }
 
@@ -472,19 +635,42 @@ pub struct SafetyChecker {
 impl SafetyChecker {
     pub fn on_applied(&mut self, node: NodeId, applied: &raft::AppliedEntry) {
         let record = (applied.term, applied.payload_crc);
-        self.committed_by_term.entry(applied.index).or_insert(self.max_term);
+        self.committed_by_term
+            .entry(applied.index)
+            .or_insert(self.max_term);
         let previous = self.applied.entry(applied.index).or_insert(record);
-        assert_eq!(*previous, record, "State Machine Safety: node {node} applied a different entry at index {}", applied.index);
+        assert_eq!(
+            *previous, record,
+            "State Machine Safety: node {node} applied a different entry at index {}",
+            applied.index
+        );
     }
 
     pub fn check(&mut self, nodes: &BTreeMap<NodeId, Node>) {
         self.checks += 1;
-        let live: Vec<(NodeId, &Replica<Kv>)> = nodes.iter().filter_map(|(id, n)| n.replica.as_ref().map(|r| (*id, r))).collect();
-        self.max_term = live.iter().map(|(_, r)| r.term()).max().unwrap_or(0).max(self.max_term);
+        let live: Vec<(NodeId, &Replica<Kv>)> = nodes
+            .iter()
+            .filter_map(|(id, n)| n.replica.as_ref().map(|r| (*id, r)))
+            .collect();
+        self.max_term = live
+            .iter()
+            .map(|(_, r)| r.term())
+            .max()
+            .unwrap_or(0)
+            .max(self.max_term);
         for &(id, replica) in &live {
-            assert!(replica.applied_index() <= replica.commit_index(), "node {id}: applied beyond commit");
-            assert!(replica.commit_index() <= replica.last_index(), "node {id}: commit beyond log end");
-            assert!(replica.term() >= replica.term_at(replica.last_index()).unwrap_or(0), "node {id}: log term above current term");
+            assert!(
+                replica.applied_index() <= replica.commit_index(),
+                "node {id}: applied beyond commit"
+            );
+            assert!(
+                replica.commit_index() <= replica.last_index(),
+                "node {id}: commit beyond log end"
+            );
+            assert!(
+                replica.term() >= replica.term_at(replica.last_index()).unwrap_or(0),
+                "node {id}: log term above current term"
+            );
             if replica.role() == Role::Leader {
                 let term = replica.term();
                 let holder = *self.leader_of_term.entry(term).or_insert(id);
@@ -493,17 +679,35 @@ impl SafetyChecker {
                     && old_term == term
                     && old_last > replica.snapshot_meta().index
                 {
-                    assert!(replica.last_index() >= old_last, "Leader Append-Only: leader {id} shrank its log");
-                    assert_eq!(replica.term_at(old_last), Some(old_last_term), "Leader Append-Only: leader {id} rewrote its log");
+                    assert!(
+                        replica.last_index() >= old_last,
+                        "Leader Append-Only: leader {id} shrank its log"
+                    );
+                    assert_eq!(
+                        replica.term_at(old_last),
+                        Some(old_last_term),
+                        "Leader Append-Only: leader {id} rewrote its log"
+                    );
                 }
                 let last = replica.last_index();
-                self.leader_tail.insert(id, (term, last, replica.term_at(last).unwrap_or(0)));
+                self.leader_tail
+                    .insert(id, (term, last, replica.term_at(last).unwrap_or(0)));
                 // Leader Completeness: every applied (hence committed) entry is in the leader's log.
-                for (&index, &(entry_term, _)) in self.applied.range(replica.snapshot_meta().index + 1..) {
-                    if self.committed_by_term.get(&index).is_some_and(|&t| t >= term) {
+                for (&index, &(entry_term, _)) in
+                    self.applied.range(replica.snapshot_meta().index + 1..)
+                {
+                    if self
+                        .committed_by_term
+                        .get(&index)
+                        .is_some_and(|&t| t >= term)
+                    {
                         continue;
                     }
-                    assert_eq!(replica.term_at(index), Some(entry_term), "Leader Completeness: leader {id} (term {term}) lacks committed entry {index}");
+                    assert_eq!(
+                        replica.term_at(index),
+                        Some(entry_term),
+                        "Leader Completeness: leader {id} (term {term}) lacks committed entry {index}"
+                    );
                 }
             } else {
                 self.leader_tail.remove(&id);
@@ -520,7 +724,11 @@ impl SafetyChecker {
                     index -= 1;
                 }
                 while index >= low {
-                    assert_eq!(a.entry(index), b.entry(index), "Log Matching: nodes {a_id} and {b_id} differ at {index}");
+                    assert_eq!(
+                        a.entry(index),
+                        b.entry(index),
+                        "Log Matching: nodes {a_id} and {b_id} differ at {index}"
+                    );
                     index -= 1;
                 }
             }
