@@ -595,10 +595,12 @@ impl Network {
             };
             let commit = n.replica(leader).commit_index();
             let last = n.replica(leader).last_index();
+            let members = n.replica(leader).membership().members();
             commit == last
                 && n.nodes
-                    .values()
-                    .filter_map(|node| node.replica.as_ref())
+                    .iter()
+                    .filter(|(id, _)| members.contains(id))
+                    .filter_map(|(_, node)| node.replica.as_ref())
                     .all(|r| r.applied_index() == commit)
         })
     }
