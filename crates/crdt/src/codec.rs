@@ -118,6 +118,11 @@ impl Writer {
         self.varint(((value << 1) ^ (value >> 63)) as u64);
     }
 
+    /// Writes raw bytes with no length (for fixed-size fields).
+    pub fn bytes_fixed(&mut self, value: &[u8]) {
+        self.bytes.extend_from_slice(value);
+    }
+
     /// Writes a length-prefixed byte string.
     pub fn bytes(&mut self, value: &[u8]) {
         self.varint(value.len() as u64);
@@ -226,6 +231,20 @@ impl<'a> Reader<'a> {
         }
         self.budget -= items;
         Ok(())
+    }
+
+    /// Reads exactly `N` raw bytes.
+    pub fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let end = self.offset.checked_add(N).filter(|end| *end <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(DecodeError::Truncated {
+                offset: self.offset,
+            });
+        };
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.offset..end]);
+        self.offset = end;
+        Ok(out)
     }
 
     /// Reads a length-prefixed byte string.
