@@ -6,6 +6,10 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// Wraps the system allocator to count heap use, so `concur bench` can report peak memory.
+#[global_allocator]
+static PEAK_ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc;
+
 /// concur: keep truth across machines that never all know the same thing at once.
 #[derive(Parser, Debug)]
 #[command(name = "concur", version, about, long_about = None)]

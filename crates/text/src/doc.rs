@@ -83,7 +83,10 @@ enum UndoStep {
     /// This replica inserted characters `[start, start+len)`.
     Inserted { start: Iid, len: u32 },
     /// This replica deleted these characters (pieces in document order) with this text.
-    Deleted { pieces: Vec<(Iid, u32)>, text: String },
+    Deleted {
+        pieces: Vec<(Iid, u32)>,
+        text: String,
+    },
 }
 
 /// A replica of a collaborative text document.
@@ -274,22 +277,23 @@ impl Document {
     fn take_seq(&mut self, count: u64) -> Result<u32, EditError> {
         let seq = self.next_seq[self.agent as usize];
         let count = u32::try_from(count).map_err(|_| EditError::SequenceExhausted)?;
-        seq.checked_add(count)
-            .ok_or(EditError::SequenceExhausted)?;
+        seq.checked_add(count).ok_or(EditError::SequenceExhausted)?;
         Ok(seq)
     }
 
     /// Inserts `text` at character position `pos`.
     pub fn insert(&mut self, pos: u64, text: &str) -> Result<(), EditError> {
-        let step = self.insert_inner(pos, text)?;
-        if let Some(step) = step {
-            self.push_undo(step);
+        let inserted = self.insert_inner(pos, text)?;
+        if let Some((start, len)) = inserted
+            && self.undo_limit > 0
+        {
+            self.push_undo(UndoStep::Inserted { start, len });
         }
         Ok(())
     }
 
-    /// Inserts without touching undo history; returns the undo step.
-    fn insert_inner(&mut self, pos: u64, text: &str) -> Result<Option<UndoStep>, EditError> {
+    /// Inserts without touching undo history; returns the identifiers inserted.
+    fn insert_inner(&mut self, pos: u64, text: &str) -> Result<Option<(Iid, u32)>, EditError> {
         let len = self.len();
         if pos > len {
             return Err(EditError::OutOfRange {
@@ -307,13 +311,11 @@ impl Document {
         self.tree.local_insert(pos, self.agent, seq, text, chars);
         self.next_seq[self.agent as usize] = seq + chars;
         self.log_elements(self.agent, seq, chars);
-        Ok(Some(UndoStep::Inserted {
-            start: Iid {
-                agent: self.agent,
-                seq,
-            },
-            len: chars,
-        }))
+        let start = Iid {
+            agent: self.agent,
+            seq,
+        };
+        Ok(Some((start, chars)))
     }
 
     /// Deletes the characters in `range` (character positions).
@@ -463,7 +465,8 @@ impl Document {
                         return None;
                     }
                     let mut removed = Vec::new();
-                    self.tree.delete_ids(id, piece, |id, n| removed.push((id, n)));
+                    self.tree
+                        .delete_ids(id, piece, |id, n| removed.push((id, n)));
                     for (target, n) in removed {
                         self.record_local_delete(target, n);
                     }
@@ -473,7 +476,8 @@ impl Document {
             UndoStep::Deleted { pieces, text } => {
                 let (first, _) = *pieces.first()?;
                 let (pos, _) = self.tree.position_of(first)?;
-                self.insert_inner(pos, &text).ok().flatten()
+                let (start, len) = self.insert_inner(pos, &text).ok().flatten()?;
+                Some(UndoStep::Inserted { start, len })
             }
         }
     }
@@ -604,10 +608,12 @@ impl Document {
                     target.seq.checked_add(len - 1)
                 };
                 known(target)
-                    && last.is_some_and(|seq| known(&CharId {
-                        replica: target.replica,
-                        seq,
-                    }))
+                    && last.is_some_and(|seq| {
+                        known(&CharId {
+                            replica: target.replica,
+                            seq,
+                        })
+                    })
             }
         }
     }
@@ -771,12 +777,19 @@ impl Document {
 
     /// Appends insert operations for characters `[start, limit)` of `agent`; returns `limit`
     /// (or the first element that is not a character, which is skipped).
-    fn collect_inserts(&mut self, agent: u32, mut start: u32, limit: u32, ops: &mut Vec<Op>) -> u32 {
+    fn collect_inserts(
+        &mut self,
+        agent: u32,
+        mut start: u32,
+        limit: u32,
+        ops: &mut Vec<Op>,
+    ) -> u32 {
         let replica = self.agents[agent as usize];
         while start < limit {
             let id = Iid { agent, seq: start };
             let mut text = String::new();
-            let Some((len, left, right, deleted)) = self.tree.read_piece(id, limit - start, &mut text)
+            let Some((len, left, right, deleted)) =
+                self.tree.read_piece(id, limit - start, &mut text)
             else {
                 // Not a character: nothing to send for it.
                 return start + 1;

@@ -297,7 +297,12 @@ fn put_id(out: &mut Vec<u8>, id: Iid, run: &Run) {
 }
 
 /// Reads an identifier written by `put_id`.
-fn get_id(reader: &mut Reader<'_>, agent: u32, seq: u32, agents: usize) -> Result<Iid, DecodeError> {
+fn get_id(
+    reader: &mut Reader<'_>,
+    agent: u32,
+    seq: u32,
+    agents: usize,
+) -> Result<Iid, DecodeError> {
     let id_agent = reader.get_u32()?;
     if id_agent as usize >= agents {
         return Err(DecodeError::Invalid("agent index out of range"));
@@ -341,7 +346,10 @@ impl Document {
             };
             let right_mode = if run.origin_right.is_none() {
                 0
-            } else if runs.get(i + 1).is_some_and(|n| n.id_at(0) == run.origin_right) {
+            } else if runs
+                .get(i + 1)
+                .is_some_and(|n| n.id_at(0) == run.origin_right)
+            {
                 1
             } else if previous.is_some_and(|p| p.origin_right == run.origin_right) {
                 2
@@ -379,9 +387,15 @@ impl Document {
             let mut last_target = 0u32;
             for span in spans {
                 put(&mut body, u64::from(span.seq - last_end));
-                put(&mut body, u64::from(span.len) << 1 | u64::from(span.reversed));
+                put(
+                    &mut body,
+                    u64::from(span.len) << 1 | u64::from(span.reversed),
+                );
                 put(&mut body, u64::from(span.target.agent));
-                put(&mut body, zigzag(i64::from(span.target.seq) - i64::from(last_target)));
+                put(
+                    &mut body,
+                    zigzag(i64::from(span.target.seq) - i64::from(last_target)),
+                );
                 last_end = span.seq + span.len;
                 last_target = span.target.seq;
             }
@@ -471,7 +485,9 @@ fn decode_runs(reader: &mut Reader<'_>, next_seq: &[u32]) -> Result<Vec<Run>, De
         let seq = u32::try_from(i64::from(*end) + unzigzag(reader.get()?))
             .map_err(|_| DecodeError::Invalid("bad sequence number"))?;
         let len = reader.get_u32()?;
-        let run_end = seq.checked_add(len).filter(|&e| len > 0 && e <= next_seq[agent as usize]);
+        let run_end = seq
+            .checked_add(len)
+            .filter(|&e| len > 0 && e <= next_seq[agent as usize]);
         *end = run_end.ok_or(DecodeError::Invalid("run outside its agent's version"))?;
         let origin_left = match (flags >> LEFT_SHIFT) & 3 {
             0 => Iid::NONE,
@@ -582,9 +598,13 @@ fn decode_deletes(
         let targets_ok = if reversed {
             target_seq.checked_sub(len - 1).is_some()
         } else {
-            target_seq.checked_add(len).is_some_and(|e| e <= target_next)
+            target_seq
+                .checked_add(len)
+                .is_some_and(|e| e <= target_next)
         } && low < target_next;
-        last_end = end.filter(|_| targets_ok).ok_or(DecodeError::Invalid("bad deletion"))?;
+        last_end = end
+            .filter(|_| targets_ok)
+            .ok_or(DecodeError::Invalid("bad deletion"))?;
         last_target = target_seq;
         spans.push(span);
     }

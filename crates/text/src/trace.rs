@@ -102,6 +102,15 @@ impl Trace {
         self.kind.as_deref() == Some("concurrent")
     }
 
+    /// Every patch of every transaction, in order, in one contiguous vector (so a timed replay
+    /// measures the document, not walking the parsed JSON's nested vectors).
+    pub fn flat_patches(&self) -> Vec<Patch> {
+        self.txns
+            .iter()
+            .flat_map(|t| t.patches.iter().cloned())
+            .collect()
+    }
+
     /// Number of patches in all transactions.
     pub fn patch_count(&self) -> usize {
         self.txns.iter().map(|t| t.patches.len()).sum()
@@ -129,12 +138,18 @@ fn apply_patches(doc: &mut Document, txn: usize, patches: &[Patch]) -> Result<()
 
 /// Replays a sequential trace as local edits into one document (undo history off).
 pub fn replay_sequential(trace: &Trace) -> Result<Document, TraceError> {
+    replay_patches(&trace.start_content, &trace.flat_patches())
+}
+
+/// Replays patches (as from [`Trace::flat_patches`]) as local edits into one document that
+/// starts as `start` (undo history off). Errors name the patch index.
+pub fn replay_patches(start: &str, patches: &[Patch]) -> Result<Document, TraceError> {
     let mut doc = Document::new(0);
     doc.set_undo_limit(0);
-    doc.insert(0, &trace.start_content)
+    doc.insert(0, start)
         .map_err(|source| TraceError::Patch { txn: 0, source })?;
-    for (index, txn) in trace.txns.iter().enumerate() {
-        apply_patches(&mut doc, index, &txn.patches)?;
+    for (index, patch) in patches.iter().enumerate() {
+        apply_patches(&mut doc, index, std::slice::from_ref(patch))?;
     }
     Ok(doc)
 }
@@ -142,7 +157,12 @@ pub fn replay_sequential(trace: &Trace) -> Result<Document, TraceError> {
 /// Replays a concurrent trace with one replica per agent (replica id = agent number) and
 /// merges everything everywhere; returns the replicas.
 pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
-    let agents_max = trace.txns.iter().filter_map(|t| t.agent).max().map_or(0, |a| a + 1);
+    let agents_max = trace
+        .txns
+        .iter()
+        .filter_map(|t| t.agent)
+        .max()
+        .map_or(0, |a| a + 1);
     let agents = trace.num_agents.unwrap_or(0).max(agents_max);
     if agents > 1 << 16 {
         return Err(TraceError::Malformed("too many agents".into()));

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 /// Agent index meaning "no character" (the document's start or end).
 pub(crate) const NO_AGENT: u32 = u32::MAX;
 /// A leaf splits when it holds more runs than this.
-const LEAF_RUNS_MAX: usize = 64;
+const LEAF_RUNS_MAX: usize = 32;
 /// A leaf splits when its visible text exceeds this many bytes.
-const LEAF_TEXT_BYTES_MAX: usize = 4096;
+const LEAF_TEXT_BYTES_MAX: usize = 2048;
 
 /// Internal identifier of one character: agent index in this document and sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -164,6 +164,23 @@ pub(crate) struct Tree {
     total_visible: u64,
     /// Per agent: one past the highest character sequence number in the tree.
     seq_end: Vec<u32>,
+    /// Per agent: the leaf its highest index entry maps to (where its newest ids start).
+    index_last: Vec<u32>,
+    /// Where the last local insertion ended, while nothing else has changed since.
+    typing: Option<Typing>,
+}
+
+/// The end of the last local insertion: typing on from here extends that run in place.
+#[derive(Clone, Copy, Debug)]
+struct Typing {
+    /// Document-order index of the leaf.
+    order: usize,
+    /// Run index within the leaf.
+    run: usize,
+    /// Visible position just after the inserted text.
+    pos: u64,
+    /// Byte offset in the leaf's text just after the inserted text.
+    byte: usize,
 }
 
 impl Default for Tree {
@@ -178,6 +195,8 @@ impl Default for Tree {
             cursor: (0, 0),
             total_visible: 0,
             seq_end: Vec::new(),
+            index_last: Vec::new(),
+            typing: None,
         }
     }
 }
@@ -190,7 +209,11 @@ impl Tree {
 
     /// The visible text.
     pub fn text(&self) -> String {
-        let bytes = self.order.iter().map(|&l| self.leaves[l as usize].text.len()).sum();
+        let bytes = self
+            .order
+            .iter()
+            .map(|&l| self.leaves[l as usize].text.len())
+            .sum();
         let mut out = String::with_capacity(bytes);
         for &leaf in &self.order {
             out.push_str(&self.leaves[leaf as usize].text);
@@ -217,6 +240,8 @@ impl Tree {
             cursor: (0, 0),
             total_visible: 0,
             seq_end: Vec::new(),
+            index_last: Vec::new(),
+            typing: None,
         };
         let ascii = text.is_ascii();
         let mut byte_start = 0usize;
@@ -251,6 +276,9 @@ impl Tree {
         entries.sort_unstable_by_key(|e| e.0);
         entries.dedup_by(|next, prev| next.0.0 == prev.0.0 && next.1 == prev.1);
         tree.index = entries.into_iter().collect();
+        for agent in 0..tree.seq_end.len() {
+            tree.refresh_index_last(agent as u32);
+        }
         tree
     }
 }
@@ -328,11 +356,26 @@ impl Tree {
             .map(|(_, &leaf)| leaf)
     }
 
-    /// Records that characters `[seq, ...)` of `agent` start in `leaf` (new identifiers only).
+    /// Records that characters `[seq, ...)` of `agent` start in `leaf` (new identifiers only,
+    /// so the floor entry is the agent's highest, whose leaf `index_last` caches).
     fn index_set_start(&mut self, agent: u32, seq: u32, leaf: u32) {
-        if self.index_floor(agent, seq) != Some(leaf) {
-            self.index.insert((agent, seq), leaf);
+        let slot = agent as usize;
+        if self.index_last.len() <= slot {
+            self.index_last.resize(slot + 1, u32::MAX);
         }
+        if self.index_last[slot] != leaf {
+            self.index.insert((agent, seq), leaf);
+            self.index_last[slot] = leaf;
+        }
+    }
+
+    /// Re-reads the cached leaf of `agent`'s highest index entry.
+    fn refresh_index_last(&mut self, agent: u32) {
+        let slot = agent as usize;
+        if self.index_last.len() <= slot {
+            self.index_last.resize(slot + 1, u32::MAX);
+        }
+        self.index_last[slot] = self.index_floor(agent, u32::MAX).unwrap_or(u32::MAX);
     }
 
     /// Records that characters `[start, end)` of `agent` now live in `leaf`.
@@ -355,6 +398,7 @@ impl Tree {
         if let (Some(after), true) = (after, known) {
             self.index.entry((agent, end)).or_insert(after);
         }
+        self.refresh_index_last(agent);
     }
 
     /// Location (order index, run index, offset) of character `id`.
@@ -407,6 +451,7 @@ impl Tree {
         text: &str,
         chars_before: u32,
     ) {
+        self.typing = None;
         let leaf_id = self.order[order];
         let leaf = &mut self.leaves[leaf_id as usize];
         let byte = leaf.byte_offset(chars_before);
@@ -435,6 +480,7 @@ impl Tree {
 
     /// Splits an over-full leaf in two.
     fn split_leaf(&mut self, order: usize) {
+        self.typing = None;
         let leaf_id = self.order[order] as usize;
         let leaf = &mut self.leaves[leaf_id];
         let middle = if leaf.runs.len() > LEAF_RUNS_MAX {
@@ -490,6 +536,9 @@ impl Tree {
     /// Inserts a local run at visible position `pos` (before the character there, after any
     /// tombstones before it). Returns nothing; origins are chosen here.
     pub fn local_insert(&mut self, pos: u64, agent: u32, seq: u32, text: &str, chars: u32) {
+        if self.try_extend_typing(pos, agent, seq, text, chars) {
+            return;
+        }
         let (order, base) = self.find_leaf(pos);
         let leaf_id = self.order[order] as usize;
         let within = (pos - base) as u32;
@@ -519,11 +568,78 @@ impl Tree {
             origin_right,
         };
         self.insert_run(order, run_index, run, text, within);
+        self.remember_typing(pos + u64::from(chars), agent, seq + chars);
+    }
+
+    /// Extends the run of the previous local insertion in place when this one continues it
+    /// (the common case of typing): same place, nothing else changed in between.
+    fn try_extend_typing(
+        &mut self,
+        pos: u64,
+        agent: u32,
+        seq: u32,
+        text: &str,
+        chars: u32,
+    ) -> bool {
+        let Some(typing) = self.typing else {
+            return false;
+        };
+        let leaf_id = self.order[typing.order];
+        let leaf = &mut self.leaves[leaf_id as usize];
+        let run = &mut leaf.runs[typing.run];
+        if typing.pos != pos
+            || run.agent != agent
+            || run.seq + run.len != seq
+            || leaf.text.len() + text.len() > LEAF_TEXT_BYTES_MAX
+        {
+            return false;
+        }
+        run.len += chars;
+        leaf.text.insert_str(typing.byte, text);
+        leaf.visible += chars;
+        self.order_visible[typing.order] += chars;
+        self.total_visible += u64::from(chars);
+        if self.cursor.0 > typing.order {
+            self.cursor.1 += u64::from(chars);
+        }
+        self.seq_end[agent as usize] = seq + chars;
+        self.typing = Some(Typing {
+            pos: pos + u64::from(chars),
+            byte: typing.byte + text.len(),
+            ..typing
+        });
+        true
+    }
+
+    /// After a local insertion (slow path), records where it ended for `try_extend_typing`.
+    fn remember_typing(&mut self, pos_end: u64, agent: u32, seq_end: u32) {
+        self.typing = None;
+        if pos_end == 0 {
+            return;
+        }
+        // The inserted text ends just before visible position `pos_end`.
+        let (order, base) = self.find_leaf(pos_end - 1);
+        let leaf = &self.leaves[self.order[order] as usize];
+        let (run_index, offset) = Self::locate_visible(leaf, (pos_end - 1 - base) as u32);
+        let Some(run) = leaf.runs.get(run_index) else {
+            return;
+        };
+        if run.agent != agent || run.seq + run.len != seq_end || offset + 1 != run.len {
+            return;
+        }
+        let chars = (pos_end - base) as u32;
+        self.typing = Some(Typing {
+            order,
+            run: run_index,
+            pos: pos_end,
+            byte: leaf.byte_offset(chars),
+        });
     }
 
     /// Deletes `count` characters of run `(order, run_index)` from `offset` (which must fit in
     /// the run). Returns whether they were visible (a no-op on tombstones).
     fn delete_in_run(&mut self, order: usize, run_index: usize, offset: u32, count: u32) -> bool {
+        self.typing = None;
         let leaf = &mut self.leaves[self.order[order] as usize];
         let run = leaf.runs[run_index];
         if run.deleted {
@@ -587,8 +703,10 @@ impl Tree {
         let mut seq = start.seq;
         let end = start.seq.saturating_add(len);
         while seq < end {
-            let Some((order, run_index, offset)) = self.locate_id(Iid { agent: start.agent, seq })
-            else {
+            let Some((order, run_index, offset)) = self.locate_id(Iid {
+                agent: start.agent,
+                seq,
+            }) else {
                 return false;
             };
             seq += self.run_at(order, run_index).len - offset;
@@ -641,6 +759,7 @@ impl Tree {
     /// index to its replica id for tie-breaks. Returns false, changing nothing visible, if an
     /// origin is not a character of this document.
     pub fn integrate(&mut self, run: Run, text: &str, replica_of: impl Fn(u32) -> u64) -> bool {
+        self.typing = None;
         if !run.origin_right.is_none() && self.locate_id(run.origin_right).is_none() {
             return false;
         }
@@ -709,9 +828,10 @@ impl Tree {
             cursor = scan_start;
         }
         let (order, run_index) = match cursor {
-            Some(Slot { order, run: 0 }) if order > 0 => {
-                (order - 1, self.leaves[self.order[order - 1] as usize].runs.len())
-            }
+            Some(Slot { order, run: 0 }) if order > 0 => (
+                order - 1,
+                self.leaves[self.order[order - 1] as usize].runs.len(),
+            ),
             Some(slot) => (slot.order, slot.run),
             None => {
                 let last = self.order.len() - 1;
@@ -741,13 +861,21 @@ impl Tree {
             let end = leaf.byte_offset(chars_before + len);
             out.push_str(&leaf.text[start..end]);
         }
-        Some((len, run.origin_left_at(offset), run.origin_right, run.deleted))
+        Some((
+            len,
+            run.origin_left_at(offset),
+            run.origin_right,
+            run.deleted,
+        ))
     }
 
     /// Visible position of character `id` (where it was, if deleted), and whether it is visible.
     pub fn position_of(&mut self, id: Iid) -> Option<(u64, bool)> {
         let (order, run_index, offset) = self.locate_id(id)?;
-        let before: u64 = self.order_visible[..order].iter().map(|&v| u64::from(v)).sum();
+        let before: u64 = self.order_visible[..order]
+            .iter()
+            .map(|&v| u64::from(v))
+            .sum();
         let leaf = &self.leaves[self.order[order] as usize];
         let run = &leaf.runs[run_index];
         let within = leaf.visible_before(run_index) + if run.deleted { 0 } else { offset };

@@ -1,0 +1,22 @@
+//! Replays a trace file many times (for profiling): `cargo run --release --example replay FILE [RUNS]`.
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().expect("usage: replay FILE [RUNS]");
+    let runs: usize = args
+        .next()
+        .map_or(10, |r| r.parse().expect("RUNS is a number"));
+    let bytes = std::fs::read(&path).expect("trace file is readable");
+    let trace = text::trace::Trace::parse(&bytes).expect("trace parses");
+    let patches = trace.flat_patches();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let start = std::time::Instant::now();
+        let doc =
+            text::trace::replay_patches(&trace.start_content, &patches).expect("trace replays");
+        times.push(start.elapsed());
+        assert_eq!(doc.len() as usize, trace.end_content.chars().count());
+    }
+    times.sort();
+    println!("median {:?}", times[times.len() / 2]);
+}
