@@ -20,9 +20,15 @@ impl<M: StateMachine> Replica<M> {
                 .is_some_and(|at| self.now_ms < at + self.config.election_timeout_min_ms)
     }
 
-    /// True when this replica may campaign: a voter of its latest configuration, not repairing.
+    /// True when this replica may campaign: not repairing, and a voter of its latest
+    /// configuration or of the configuration in force at its commit index. The second case is the
+    /// dissertation's §4.2.2 rule (cowsql/raft#150, B10): a server removed by a configuration that
+    /// is not committed yet may be needed to elect the leader that commits it.
     pub(crate) fn is_promotable(&self) -> bool {
-        self.membership.is_voter(self.config.id) && !self.repairing
+        let id = self.config.id;
+        !self.repairing
+            && (self.membership.is_voter(id)
+                || self.log.membership_at(self.commit_index).is_voter(id))
     }
 
     pub(crate) fn handle_message(&mut self, message: Message) {

@@ -340,6 +340,13 @@ fn b05_reordered_append_does_not_truncate() {
     follower.step(2, message(1, 2, 1, append(0, 0, all[..3].to_vec(), 1)));
     follower.step(3, message(1, 2, 1, append(0, 0, all.clone(), 2)));
     assert_eq!(follower.last_index(), 5, "stale prefix truncated the log");
+    // A stale message above the commit index, matching what is already there.
+    follower.step(3, message(1, 2, 1, append(2, 1, all[2..3].to_vec(), 2)));
+    assert_eq!(
+        follower.last_index(),
+        5,
+        "matching entries above commit treated as a conflict"
+    );
     assert_eq!(follower.commit_index(), 2);
     // A message whose prev is below commit (as after the leader purged it) is not a conflict.
     follower.step(4, message(1, 2, 1, append(1, 9, all[1..].to_vec(), 5)));
@@ -351,7 +358,7 @@ fn b05_reordered_append_does_not_truncate() {
         follower.step(4, Input::PersistDone(token));
     }
     let answers = follower.drain_effects();
-    assert_eq!(sends(&answers).len(), 4);
+    assert_eq!(sends(&answers).len(), 5);
     assert!(sends(&answers).iter().all(|m| matches!(
         m.body,
         MessageBody::AppendEntriesResponse { success: true, .. }
@@ -717,6 +724,43 @@ fn b11_stale_snapshot_does_not_revert_state_and_crash_mid_install_recovers() {
 /// the acknowledgement keeps it.
 #[test]
 fn b12_single_node_crash_after_ack_keeps_write() {
+    // Unit: a single voter does not count its own entry as matched until it is durable.
+    let mut solo = replica(1, &[1], HardState::default(), Vec::new());
+    solo.step(1_000, Input::Timeout);
+    let mut tokens = persist_tokens(&solo.drain_effects());
+    for token in tokens.drain(..) {
+        solo.step(1_001, Input::PersistDone(token));
+    }
+    let _ = solo.drain_effects();
+    assert_eq!(solo.role(), Role::Leader);
+    let put = KvCommand::Put {
+        key: "k".into(),
+        value: b"v".to_vec(),
+    };
+    solo.step(
+        1_002,
+        Input::Client(ClientRequest {
+            client_id: 1,
+            sequence: 1,
+            operation: ClientOperation::Write(put.encode()),
+        }),
+    );
+    let effects = solo.drain_effects();
+    assert!(
+        solo.commit_index() < solo.last_index(),
+        "committed before the entry was durable"
+    );
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Reply(_))));
+    for token in persist_tokens(&effects) {
+        solo.step(1_003, Input::PersistDone(token));
+    }
+    assert_eq!(solo.commit_index(), solo.last_index());
+    assert!(
+        solo.drain_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::Reply(_)))
+    );
+
     let mut network = Network::new(&[1], 12);
     network.persist_delay_max_ms = 30;
     network.elect(2_000);
@@ -927,9 +971,107 @@ fn b16_retried_write_applied_exactly_once() {
         }
         .is_definite()
     );
-    let _ = ClientRequest {
-        client_id: 0,
-        sequence: 0,
-        operation: increment,
+    drop(increment);
+    // The log itself may hold a request twice (re-proposed by a later leader); applying dedups.
+    let bump = KvCommand::Increment {
+        key: "n".into(),
+        delta: 1,
+    }
+    .encode();
+    let twice = |index| Entry {
+        term: 1,
+        index,
+        payload: EntryPayload::Command {
+            client_id: 5,
+            sequence: 1,
+            command: bump.clone(),
+        },
     };
+    let mut follower = replica(
+        2,
+        &[1, 2, 3],
+        HardState {
+            term: 1,
+            voted_for: None,
+        },
+        Vec::new(),
+    );
+    follower.step(
+        1,
+        message(1, 2, 1, append(0, 0, vec![twice(1), twice(2)], 2)),
+    );
+    for token in persist_tokens(&follower.drain_effects()) {
+        follower.step(2, Input::PersistDone(token));
+    }
+    assert_eq!(follower.applied_index(), 2);
+    assert_eq!(
+        follower.state_machine().get("n"),
+        Some(&b"1".to_vec()),
+        "duplicate entry applied twice"
+    );
+}
+
+/// B10 (cowsql/raft#150, dissertation §4.2.2), found by the membership churn sweep: a leader that
+/// appended a configuration excluding itself and then lost its quorum must still campaign until
+/// that configuration commits, or the cluster deadlocks (the others need its vote).
+#[test]
+fn b10_removed_server_campaigns_until_new_config_commits() {
+    let mut network = Network::new(&[1, 2], 17);
+    network.add_node(
+        RaftConfig {
+            initial_voters: Default::default(),
+            ..test_config(3, &[], 17)
+        },
+        None,
+    );
+    let leader = network.elect(2_000);
+    assert!(network.settle(2_000));
+    let learner = network.request(
+        leader,
+        17,
+        1,
+        ClientOperation::ChangeMembership(MembershipChange::AddLearner(3)),
+        2_000,
+    );
+    assert!(learner.expect("reply").is_ok());
+    assert!(network.run_until(2_000, |n| n.replica(3).applied_index()
+        == n.replica(leader).commit_index()));
+    // Keep the final (non-joint) configuration from leaving the leader.
+    network.filter = Some(Box::new(|m: &mut Message| {
+        if let MessageBody::AppendEntries { entries, .. } = &mut m.body
+            && let Some(position) = entries
+                .iter()
+                .position(|e| matches!(&e.payload, EntryPayload::Membership(c) if !c.is_joint()))
+        {
+            entries.truncate(position);
+        }
+        true
+    }));
+    network.submit(
+        leader,
+        17,
+        2,
+        ClientOperation::ChangeMembership(MembershipChange::Replace(
+            raft::Membership::with_voters([3]),
+        )),
+    );
+    assert!(network.run_until(2_000, |n| {
+        let replica = n.replica(leader);
+        !replica.membership().is_joint() && !replica.membership().is_voter(leader)
+    }));
+    // The leader loses node 3 and steps down (check-quorum of {3}) with the change uncommitted.
+    network.isolate(3);
+    assert!(network.run_until(2_000, |n| n.replica(leader).role() != Role::Leader));
+    network.filter = None;
+    network.heal();
+    assert!(
+        network.run_until(5_000, |n| n.leader() == Some(3)
+            && n.replica(3).commit_index() == n.replica(3).last_index()),
+        "deadlock: nobody can win the election\n{}",
+        network.describe()
+    );
+    assert_eq!(
+        network.replica(3).membership().voters,
+        [3].into_iter().collect()
+    );
 }

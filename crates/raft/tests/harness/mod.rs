@@ -605,6 +605,31 @@ impl Network {
         })
     }
 
+    /// One line per node, for failure messages.
+    pub fn describe(&self) -> String {
+        let mut out = format!("now {} ms\n", self.now_ms);
+        for (id, node) in &self.nodes {
+            match &node.replica {
+                None => out.push_str(&format!("  {id}: down\n")),
+                Some(r) => out.push_str(&format!(
+                    "  {id}: {:?} term {} vote {:?} leader {:?} last {} (term {:?}) commit {} applied {} snapshot {} repairing {} membership {:?}\n",
+                    r.role(),
+                    r.term(),
+                    r.voted_for(),
+                    r.leader(),
+                    r.last_index(),
+                    r.term_at(r.last_index()),
+                    r.commit_index(),
+                    r.applied_index(),
+                    r.snapshot_meta().index,
+                    r.is_repairing(),
+                    r.membership()
+                )),
+            }
+        }
+        out
+    }
+
     pub fn value(&self, id: NodeId, key: &str) -> Option<String> {
         self.replica(id)
             .state_machine()
