@@ -7,9 +7,10 @@
 //! everything up to `p` and then asks for more never misses an event committed later.
 //!
 //! Group commit: an appender runs the log's decision under the state lock (this fixes the log
-//! order), queues its encoded records, and then takes the IO lock; whoever holds the IO lock
-//! writes *everything* queued so far with one `fsync`, so appenders arriving during an `fsync`
-//! share the next one.
+//! order) and queues its encoded records. If no group is being written, it becomes the writer:
+//! it takes *everything* queued so far, writes it with one `fsync`, publishes the new durable
+//! point and wakes all waiters. Appenders arriving during that `fsync` queue up and leave together
+//! with the next one, so `n` concurrent writers share one `fsync` instead of paying `n`.
 
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -131,12 +132,16 @@ struct Shared {
     visible_end: u64,
     /// Set after a storage failure.
     failed: Option<String>,
+    /// A thread is writing a group now.
+    writing: bool,
+    /// An empty buffer kept to swap with `pending` (saves an allocation per group).
+    spare: Vec<u8>,
 }
 
 struct Inner {
     state: Mutex<Shared>,
     storage: Mutex<Box<dyn Storage>>,
-    /// Signalled whenever `visible_end` grows or the store fails.
+    /// Signalled whenever a group becomes durable (`visible_end` grows) or the store fails.
     visible_changed: Condvar,
     recovery: RecoveryReport,
 }
@@ -213,6 +218,8 @@ impl EventStore {
             durable_sequence: 0,
             visible_end,
             failed: None,
+            writing: false,
+            spare: Vec::new(),
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -317,48 +324,59 @@ impl EventStore {
         Ok(state.queued_sequence)
     }
 
-    /// Blocks until the command numbered `ticket` is durable, writing the queue if nobody else is.
+    /// Blocks until the command numbered `ticket` is durable. If no write is in progress, this
+    /// thread becomes the writer and writes everything queued so far with one `fsync`; otherwise
+    /// it waits for the writer's signal, and is released as soon as a write covers its ticket.
     fn wait_durable(&self, ticket: u64) -> Result<(), StoreError> {
-        let mut storage = self
-            .inner
-            .storage
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (bytes, sequence, visible_end) = {
-            let mut state = self.state();
+        let mut state = self.state();
+        loop {
             if let Some(reason) = &state.failed {
                 return Err(StoreError::Failed(reason.clone()));
             }
             if state.durable_sequence >= ticket {
                 return Ok(());
             }
-            let bytes = std::mem::take(&mut state.pending);
-            (bytes, state.queued_sequence, state.log.next_position())
-        };
-        let written = storage.write_durable(&bytes);
-        drop(storage);
-        let mut state = self.state();
-        match written {
-            Ok(()) => {
-                state.durable_sequence = sequence;
-                state.visible_end = visible_end;
-                if state.pending.capacity() < bytes.capacity() && state.pending.is_empty() {
-                    // Reuse the larger buffer for the next group.
-                    let mut reuse = bytes;
-                    reuse.clear();
-                    state.pending = reuse;
+            if state.writing {
+                state = self
+                    .inner
+                    .visible_changed
+                    .wait(state)
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                continue;
+            }
+            state.writing = true;
+            let shared = &mut *state;
+            let bytes = std::mem::replace(&mut shared.pending, std::mem::take(&mut shared.spare));
+            let (sequence, visible_end) = (state.queued_sequence, state.log.next_position());
+            drop(state);
+            let written = self.write_group(&bytes);
+            state = self.state();
+            state.writing = false;
+            match written {
+                Ok(()) => {
+                    state.durable_sequence = sequence;
+                    state.visible_end = visible_end;
+                    let mut spare = bytes;
+                    spare.clear();
+                    state.spare = spare;
                 }
-                drop(state);
-                self.inner.visible_changed.notify_all();
-                Ok(())
+                Err(error) => {
+                    state.failed = Some(error.to_string());
+                    self.inner.visible_changed.notify_all();
+                    return Err(error.into());
+                }
             }
-            Err(error) => {
-                state.failed = Some(error.to_string());
-                drop(state);
-                self.inner.visible_changed.notify_all();
-                Err(error.into())
-            }
+            self.inner.visible_changed.notify_all();
         }
+    }
+
+    fn write_group(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        let mut storage = self
+            .inner
+            .storage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        storage.write_durable(bytes)
     }
 
     /// Reads events of `stream`; a stream that never existed reads as empty.
