@@ -265,8 +265,10 @@ impl DotStore for CounterStore {
 }
 
 /// A PN-counter built from dots, so a container can reset it: each replica keeps one dot holding
-/// its running total, and a reset removes the dots it has observed. Concurrent increments survive a
-/// reset; earlier ones do not. Use it as an [`crate::OrMap`] value.
+/// its running total, and a reset removes the dots it has observed. A replica that increments
+/// concurrently with a reset re-issues its *whole running total* under a fresh dot, so its own
+/// earlier contributions survive that reset while every other observed contribution is gone. One
+/// dot per replica keeps the metadata bounded. Use it as an [`crate::OrMap`] value.
 pub type CausalCounter = Causal<CounterStore>;
 
 impl Causal<CounterStore> {
