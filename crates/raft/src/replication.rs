@@ -204,6 +204,14 @@ impl<M: StateMachine> Replica<M> {
         heartbeat_seq: u64,
     ) {
         let term = self.hard_state.term;
+        // A malformed message (entries not contiguous after prev, or terms out of order) is
+        // dropped: the commit rule below relies on `prev_index + len` being the last entry.
+        let well_formed = entries.iter().enumerate().all(|(offset, entry)| {
+            entry.index == prev_index + 1 + offset as u64 && entry.term <= term
+        }) && entries.windows(2).all(|pair| pair[0].term <= pair[1].term);
+        if !well_formed {
+            return;
+        }
         let (prev_index, prev_term, entries) = if prev_index < self.commit_index {
             // Entries up to our commit index are committed, hence identical to the leader's; skip
             // them instead of comparing against a possibly compacted prefix (B5, openraft#511).

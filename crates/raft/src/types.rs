@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-/// A replica's identity; the same number space as `clock::ReplicaId`.
-pub type NodeId = u64;
+/// A replica's identity (the clock crate's replica id, so clocks and Raft name nodes alike).
+pub type NodeId = clock::ReplicaId;
 /// A Raft term (election epoch); starts at 0, only grows.
 pub type Term = u64;
 /// A position in the replicated log; the first entry has index 1, index 0 means "before the log".
