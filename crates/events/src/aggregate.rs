@@ -61,13 +61,12 @@ impl Upcasters {
 
     /// `data` of `event_type` at `version`, upcast step by step to the newest version.
     pub fn upcast(&self, event_type: &str, version: u32, mut data: Value) -> Value {
-        let mut version = version;
-        for _ in 0..UPCAST_STEPS_MAX {
+        // Bounded so a registration mistake cannot loop forever.
+        for version in (version..).take(UPCAST_STEPS_MAX as usize) {
             let Some(step) = self.steps.get(&(event_type.to_owned(), version)) else {
                 break;
             };
             data = step(data);
-            version += 1;
         }
         data
     }

@@ -101,6 +101,11 @@ impl<P: Projection> ProjectionRunner<P> {
         &self.projection
     }
 
+    /// The read model, consuming the runner.
+    pub fn into_state(self) -> P {
+        self.projection
+    }
+
     /// Last position folded in (or skipped by the filter).
     pub fn position(&self) -> Option<u64> {
         self.subscription.checkpoint()

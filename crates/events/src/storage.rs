@@ -430,14 +430,11 @@ impl FileStorage {
             let entry = entry.map_err(io_error("listing segments"))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if let Some(number) = name
+            let number = name
                 .strip_prefix("segment-")
                 .and_then(|rest| rest.strip_suffix(".log"))
-            {
-                if let Ok(number) = number.parse::<u64>() {
-                    segments.push(number);
-                }
-            }
+                .and_then(|number| number.parse::<u64>().ok());
+            segments.extend(number);
         }
         segments.sort_unstable();
         Ok(Self {

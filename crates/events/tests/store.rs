@@ -73,8 +73,7 @@ fn events_survive_reopen_with_revisions_positions_and_metadata() {
     assert_eq!(all[2].event.metadata.causation_id, Some(cause));
     assert!(
         all.windows(2)
-            .all(|pair| pair[0].recorded_at < pair[1].recorded_at
-                || pair[0].recorded_at == pair[1].recorded_at)
+            .all(|pair| pair[0].recorded_at <= pair[1].recorded_at)
     );
     // New appends continue the numbering after recovery.
     let next = store
@@ -209,7 +208,7 @@ fn concurrent_writers_get_gapless_positions_and_exact_conflicts() {
     handles
         .into_iter()
         .for_each(|handle| handle.join().expect("writer"));
-    let total = (writers * per_writer * 2) as u64;
+    let total = writers * per_writer * 2;
     let all = store.read_all(ReadOptions::forwards()).expect("read");
     assert_eq!(all.len() as u64, total);
     assert!(
