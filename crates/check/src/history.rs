@@ -183,21 +183,29 @@ pub enum Format {
 }
 
 impl Format {
-    /// Detects the format of `text` from its first non-blank line; `None` if nothing matches.
-    /// Empty text is an (empty) concur history.
+    /// Detects the format of `text` from its first line that looks like an event of one (Jepsen
+    /// logs may start with other log lines); `None` if no line does. Empty text is an (empty)
+    /// concur history.
     pub fn detect(text: &str) -> Option<Format> {
-        let Some(first) = text.lines().map(str::trim).find(|line| !line.is_empty()) else {
+        let mut lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .peekable();
+        if lines.peek().is_none() {
             return Some(Format::Concur);
-        };
-        if first.starts_with("{:") {
-            Some(Format::PorcupineKv)
-        } else if first.starts_with('{') {
-            Some(Format::Concur)
-        } else if first.contains("jepsen.util") {
-            Some(Format::JepsenEtcd)
-        } else {
-            None
         }
+        lines.find_map(|line| {
+            if line.starts_with("{:") {
+                Some(Format::PorcupineKv)
+            } else if line.starts_with('{') {
+                Some(Format::Concur)
+            } else if line.contains("jepsen.util") {
+                Some(Format::JepsenEtcd)
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -213,7 +221,7 @@ pub enum ParseError {
         /// What is wrong with it.
         message: String,
     },
-    /// The format could not be detected from the first non-blank line.
+    /// No line looks like an event of a known format.
     #[error(
         "line {line}: cannot detect the history format (expected concur JSON Lines, Jepsen etcd \
          log lines or Porcupine kv EDN lines); name it with a format"
@@ -223,7 +231,7 @@ pub enum ParseError {
         line: usize,
     },
     /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         /// The path that failed.
         path: PathBuf,
