@@ -121,7 +121,10 @@ impl<M: StateMachine> Replica<M> {
         };
         if self.own_term_committed() {
             read.read_index = Some(self.commit_index);
-            if self.config.lease_reads && self.now_ms < self.lease_until_ms {
+            if self.config.lease_reads
+                && self.transfer.is_none()
+                && self.now_ms < self.lease_until_ms
+            {
                 read.confirmed = true;
             } else {
                 read.heartbeat_seq = self.heartbeat_seq + 1;
@@ -173,6 +176,7 @@ impl<M: StateMachine> Replica<M> {
         };
         let confirmed_seq = quorum::committed_index(&self.membership, &acked).min(own_seq);
         if self.config.lease_reads
+            && self.transfer.is_none()
             && let Some(&sent_ms) = self.heartbeat_sent_ms.get(&confirmed_seq)
         {
             // Followers ignore other candidates for election_timeout_min after hearing from us,
@@ -351,6 +355,8 @@ impl<M: StateMachine> Replica<M> {
             waiter: None,
         });
         let term = self.hard_state.term;
+        // TimeoutNow overrides the followers' lease stickiness, so this leader's lease ends here.
+        self.lease_until_ms = 0;
         self.send(target, term, MessageBody::TimeoutNow, Gate::HardState);
         if let Some((client_id, sequence)) = waiter {
             let response = ClientResponse {

@@ -1075,3 +1075,43 @@ fn b10_removed_server_campaigns_until_new_config_commits() {
         [3].into_iter().collect()
     );
 }
+
+/// B7 (tikv#9208 family): TimeoutNow overrides the followers' lease stickiness, so a leader that
+/// starts a transfer must stop serving reads from its lease at once.
+#[test]
+fn b07_lease_ends_when_leadership_transfer_starts() {
+    let configs = [1, 2, 3]
+        .iter()
+        .map(|&id| RaftConfig {
+            lease_reads: true,
+            ..test_config(id, &[1, 2, 3], 18)
+        })
+        .collect();
+    let mut network = Network::with_configs(configs, 18);
+    let leader = network.elect(2_000);
+    network.put(1, 1, "x", "1");
+    network.run_for(200);
+    let query = raft::KvQuery::Get { key: "x".into() }.encode();
+    let read = ClientOperation::Read {
+        query,
+        consistency: ReadConsistency::Linearizable,
+    };
+    network.submit(leader, 2, 1, read.clone());
+    assert!(
+        network.take_reply(2, 1).is_some(),
+        "lease read should be immediate"
+    );
+    let target = network
+        .ids()
+        .into_iter()
+        .find(|&id| id != leader)
+        .expect("target");
+    network.submit(leader, 3, 1, ClientOperation::TransferLeadership(target));
+    assert!(network.take_reply(3, 1).expect("transfer started").is_ok());
+    network.submit(leader, 2, 2, read);
+    assert!(
+        network.take_reply(2, 2).is_none(),
+        "lease read served after TimeoutNow was sent"
+    );
+    assert!(network.run_until(1_000, |n| n.leader() == Some(target)));
+}
