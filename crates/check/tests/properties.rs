@@ -74,7 +74,7 @@ proptest! {
 
 proptest! {
     // Tiny histories are cheap: check many, so both verdicts come up often.
-    #![proptest_config(ProptestConfig::with_cases(1024))]
+    #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
     fn tiny_histories_agree_with_brute_force(operations in tiny_history()) {
@@ -140,7 +140,7 @@ fn tiny_history() -> impl Strategy<Value = Vec<Tiny>> {
                     return_key,
                 },
             ),
-        1..7,
+        1..6,
     )
 }
 
@@ -253,10 +253,8 @@ fn explore(
             _ if determinate => None,
             _ => Some(state),
         };
-        if let Some(next) = next {
-            if explore(operations, call_at, return_at, &rest, next) {
-                return true;
-            }
+        if next.is_some_and(|next| explore(operations, call_at, return_at, &rest, next)) {
+            return true;
         }
         if !determinate && explore(operations, call_at, return_at, &rest, state) {
             return true;
