@@ -236,6 +236,8 @@ pub struct EventLog {
     streams: BTreeMap<Arc<str>, StreamState>,
     /// Every event id ever written (lookups only, never iterated).
     event_ids: HashMap<Uuid, EventLocation>,
+    /// Ids of deleted events by position (for snapshots; lookups only).
+    deleted_ids: HashMap<u64, Uuid>,
     /// Events present (not deleted).
     live_event_count: u64,
 }
@@ -515,7 +517,8 @@ impl EventLog {
         let mut removed = 0;
         for revision in state.truncated_before..before {
             let position = state.positions[revision as usize];
-            if self.events[position as usize].take().is_some() {
+            if let Some(event) = self.events[position as usize].take() {
+                self.deleted_ids.insert(position, event.event.event_id);
                 removed += 1;
             }
         }
@@ -616,10 +619,59 @@ impl EventLog {
                     },
                 );
                 self.timestamps.push(recorded_at);
+                self.deleted_ids.insert(position, event_id);
                 self.events.push(None);
             }
         }
         Ok(())
+    }
+
+    /// The whole state as records that [`EventLog::restore`] replays into an equal log: every
+    /// position in order (deleted ones as `Erased`), then each stream's truncation and tombstone.
+    /// What a replicated log would ship as a snapshot, or a rewrite would keep.
+    pub fn snapshot_records(&self) -> Vec<LogRecord> {
+        let mut records = Vec::with_capacity(self.events.len() + self.streams.len());
+        let mut erased = BTreeMap::new();
+        for (name, state) in &self.streams {
+            for (revision, &position) in state.positions.iter().enumerate() {
+                if !self.is_live(position) {
+                    erased.insert(position, (name.clone(), revision as u64));
+                }
+            }
+        }
+        for (position, (event, recorded_at)) in self.events.iter().zip(&self.timestamps).enumerate()
+        {
+            let record = match (event, erased.get(&(position as u64))) {
+                (Some(event), _) => LogRecord::Event(event.clone()),
+                (None, Some((stream, revision))) => LogRecord::Erased {
+                    stream: stream.to_string(),
+                    revision: *revision,
+                    position: position as u64,
+                    recorded_at: *recorded_at,
+                    event_id: self
+                        .deleted_ids
+                        .get(&(position as u64))
+                        .copied()
+                        .unwrap_or_default(),
+                },
+                // Every position belongs to a stream, so every deleted one was found above.
+                (None, None) => continue,
+            };
+            records.push(record);
+        }
+        for (name, state) in &self.streams {
+            if state.tombstoned {
+                records.push(LogRecord::Tombstoned {
+                    stream: name.to_string(),
+                });
+            } else if state.truncated_before > 0 {
+                records.push(LogRecord::Truncated {
+                    stream: name.to_string(),
+                    before_revision: state.truncated_before,
+                });
+            }
+        }
+        records
     }
 
     /// Whether the event at `position` is still present (not deleted).

@@ -411,7 +411,26 @@ impl EventStore {
             .read_all(direction, from, max_count, as_of, state.visible_end)?)
     }
 
-    /// The stream's current durable revision as the log sees it (including appends in flight).
+    /// Reads a page of `$all` forwards from `from` together with the head position the read saw,
+    /// taken under one lock (so a caller can skip deleted positions without skipping new ones).
+    pub(crate) fn read_all_page(
+        &self,
+        from: u64,
+        max_count: usize,
+    ) -> Result<(Vec<Arc<RecordedEvent>>, u64), StoreError> {
+        let state = self.state();
+        let page = state.log.read_all(
+            Direction::Forwards,
+            Some(from),
+            max_count,
+            None,
+            state.visible_end,
+        )?;
+        Ok((page, state.visible_end))
+    }
+
+    /// The stream's current revision as the log decided it (including appends still being made
+    /// durable, so a writer can chain expected versions without waiting).
     pub fn stream_revision(&self, stream: &str) -> StreamRevision {
         self.state().log.stream_revision(stream)
     }

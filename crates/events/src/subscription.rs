@@ -97,16 +97,15 @@ impl Subscription {
     }
 
     fn refill(&mut self) -> Result<(), StoreError> {
-        let batch = self.store.read_all(
-            ReadOptions::forwards()
-                .from(self.cursor)
-                .max_count(CATCH_UP_BATCH_EVENT_COUNT),
-        )?;
+        let (batch, head) = self
+            .store
+            .read_all_page(self.cursor, CATCH_UP_BATCH_EVENT_COUNT)?;
         if let Some(last) = batch.last() {
             self.cursor = last.position + 1;
         } else {
-            // Nothing visible at or after the cursor except deleted events: skip past them.
-            self.cursor = self.cursor.max(self.store.head_position());
+            // Nothing visible at or after the cursor but deleted events: skip past them, up to the
+            // head this very read saw (never past an event that became visible since).
+            self.cursor = self.cursor.max(head);
         }
         self.buffer.extend(batch);
         Ok(())

@@ -169,3 +169,40 @@ proptest! {
         let _ = storage.recover(&mut |record| log.restore(record));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    #[test]
+    fn snapshot_records_restore_an_equal_log(
+        appends in prop::collection::vec((0_usize..4, 1_u8..4), 1..30),
+        truncations in prop::collection::vec((0_usize..4, 0_u64..6), 0..4),
+        tombstone in prop::option::of(0_usize..4),
+    ) {
+        let mut log = EventLog::new();
+        for (time, (stream, count)) in appends.into_iter().enumerate() {
+            let events = (0..count).map(|_| EventData::binary("E", vec![count])).collect();
+            log.append(&format!("s{stream}"), ExpectedVersion::Any, events, clock::HlcTimestamp::new(time as u64, 0)).expect("append");
+        }
+        for (stream, before) in truncations {
+            let _ = log.truncate_before(&format!("s{stream}"), before);
+        }
+        if let Some(stream) = tombstone {
+            let _ = log.tombstone(&format!("s{stream}"), ExpectedVersion::Any);
+        }
+        let mut copy = EventLog::new();
+        for record in log.snapshot_records() {
+            copy.restore(record).expect("restore");
+        }
+        prop_assert_eq!(copy.next_position(), log.next_position());
+        prop_assert_eq!(copy.live_event_count(), log.live_event_count());
+        prop_assert_eq!(copy.snapshot_records(), log.snapshot_records());
+        let everything = |log: &EventLog| log.read_all(Direction::Forwards, None, usize::MAX, None, u64::MAX).expect("read");
+        prop_assert_eq!(everything(&copy), everything(&log));
+        for name in log.stream_names() {
+            prop_assert_eq!(copy.stream_revision(name), log.stream_revision(name));
+            prop_assert_eq!(copy.truncated_before(name), log.truncated_before(name));
+            prop_assert_eq!(copy.is_tombstoned(name), log.is_tombstoned(name));
+        }
+    }
+}
