@@ -8,6 +8,10 @@
 //! On top: catch-up [`Subscription`]s with checkpoints, [`Projection`]s that rebuild from zero and
 //! continue, [`Aggregate`]s with snapshots and upcasting, truncation and tombstones.
 //!
+//! **The contract: an append returns `Ok` only once its events are durable, and readers see
+//! durable events only, as a gapless prefix of positions — so whoever has read up to position `p`
+//! and reads on from there never misses an event committed later.**
+//!
 //! Layers:
 //! - [`EventLog`] — the pure, deterministic core: each command's outcome is a function of the log
 //!   order alone, so a replicated log (Raft) can later drive it on every replica.

@@ -147,6 +147,14 @@ impl Subscription {
         }
     }
 
+    /// Durably saves this subscription's checkpoint under `name` (no-op before the first event).
+    pub fn save_checkpoint(&self, name: &str) -> Result<(), StoreError> {
+        match self.checkpoint {
+            Some(position) => self.store.save_checkpoint(name, position),
+            None => Ok(()),
+        }
+    }
+
     /// Every event visible now, without blocking (the catch-up phase, or a poll of the live one).
     pub fn drain(&mut self) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
         let mut out = Vec::new();
@@ -175,6 +183,17 @@ impl EventStore {
     /// Subscribes to one stream from `start` (positions are global).
     pub fn subscribe_stream(&self, stream: &str, start: SubscriptionStart) -> Subscription {
         Subscription::new(self, start, SubscriptionFilter::Stream(stream.to_owned()))
+    }
+
+    /// Resumes subscriber `name` after its saved checkpoint (or from the beginning), with `filter`.
+    /// Call [`Subscription::save_checkpoint`] with the same name as it makes progress.
+    pub fn subscribe_from_checkpoint(
+        &self,
+        name: &str,
+        filter: SubscriptionFilter,
+    ) -> Result<Subscription, StoreError> {
+        let start = SubscriptionStart::from_checkpoint(self.load_checkpoint(name)?);
+        Ok(Subscription::new(self, start, filter))
     }
 
     /// Durably records that subscriber `name` handled everything up to `position`; older

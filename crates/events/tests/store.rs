@@ -327,6 +327,20 @@ fn catch_up_subscription_reads_history_then_live_without_gaps() {
     store.save_checkpoint("mailer", 299).expect("checkpoint");
     assert_eq!(store.load_checkpoint("mailer").expect("load"), Some(299));
     assert_eq!(store.load_checkpoint("nobody").expect("load"), None);
+    // A checkpointed subscriber resumes after its checkpoint.
+    let mut resumed = store
+        .subscribe_from_checkpoint("mailer", events::SubscriptionFilter::All)
+        .expect("resume");
+    assert!(resumed.drain().expect("drain").is_empty());
+    let mut fresh = store
+        .subscribe_from_checkpoint("auditor", events::SubscriptionFilter::All)
+        .expect("start");
+    assert_eq!(
+        fresh.try_next().expect("next").map(|event| event.position),
+        Some(0)
+    );
+    fresh.save_checkpoint("auditor").expect("save");
+    assert_eq!(store.load_checkpoint("auditor").expect("load"), Some(0));
     // Checkpoint streams are system streams: a user subscription does not see them.
     assert!(subscription.drain().expect("drain").is_empty());
     let mut stream_only = store.subscribe_stream("s3", SubscriptionStart::Beginning);
