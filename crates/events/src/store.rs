@@ -146,6 +146,30 @@ struct Inner {
     recovery: RecoveryReport,
 }
 
+/// Fails the store if the thread writing a group unwinds before finishing.
+struct WriterGuard<'a> {
+    store: &'a EventStore,
+    armed: bool,
+}
+
+impl WriterGuard<'_> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut state = self.store.state();
+            state.writing = false;
+            state.failed = Some("a thread panicked while writing a group".to_owned());
+            drop(state);
+            self.store.inner.visible_changed.notify_all();
+        }
+    }
+}
+
 /// An embedded event store; cheap to clone, safe to share between threads.
 ///
 /// ```
@@ -349,7 +373,14 @@ impl EventStore {
             let bytes = std::mem::replace(&mut shared.pending, std::mem::take(&mut shared.spare));
             let (sequence, visible_end) = (state.queued_sequence, state.log.next_position());
             drop(state);
+            // If the storage panics mid-write, the guard fails the store and wakes the waiters
+            // instead of leaving them waiting forever for a writer that is gone.
+            let guard = WriterGuard {
+                store: self,
+                armed: true,
+            };
             let written = self.write_group(&bytes);
+            guard.disarm();
             state = self.state();
             state.writing = false;
             match written {

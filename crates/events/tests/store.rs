@@ -660,3 +660,70 @@ fn subscription_skips_deleted_events_without_skipping_new_ones() {
         .expect("event");
     assert_eq!((next.position, next.stream.as_str()), (10, "new"));
 }
+
+/// A storage whose disk "fails" after a number of writes, to check the store stops cleanly.
+struct FailingStorage {
+    inner: events::MemoryStorage,
+    writes_left: u32,
+    panic_instead: bool,
+}
+
+impl events::Storage for FailingStorage {
+    fn recover(
+        &mut self,
+        visit: &mut dyn FnMut(events::LogRecord) -> Result<(), events::RestoreError>,
+    ) -> Result<events::RecoveryReport, StorageError> {
+        self.inner.recover(visit)
+    }
+
+    fn write_durable(&mut self, records: &[u8]) -> Result<(), StorageError> {
+        if self.writes_left == 0 {
+            assert!(!self.panic_instead, "simulated storage panic");
+            return Err(StorageError::Io {
+                context: "simulated fsync failure".into(),
+                source: std::io::Error::other("EIO"),
+            });
+        }
+        self.writes_left -= 1;
+        self.inner.write_durable(records)
+    }
+
+    fn compact(
+        &mut self,
+        is_live: &dyn Fn(u64) -> bool,
+    ) -> Result<events::CompactionReport, StorageError> {
+        self.inner.compact(is_live)
+    }
+}
+
+#[test]
+fn a_failed_fsync_stops_the_store_and_hides_the_unacknowledged_event() {
+    for panic_instead in [false, true] {
+        let storage = FailingStorage {
+            inner: events::MemoryStorage::new(),
+            writes_left: 1,
+            panic_instead,
+        };
+        let store = EventStore::with_storage(Box::new(storage)).expect("open");
+        store
+            .append("s", ExpectedVersion::Any, vec![note("durable")])
+            .expect("first write");
+        let writer = {
+            let store = store.clone();
+            thread::spawn(move || store.append("s", ExpectedVersion::Any, vec![note("lost")]))
+        };
+        match writer.join() {
+            Ok(result) => assert!(matches!(result, Err(StoreError::Storage(_))), "{result:?}"),
+            Err(_) => assert!(panic_instead, "only the panicking storage unwinds"),
+        }
+        // The event whose write failed was never acknowledged and never becomes visible.
+        assert_eq!(
+            texts(&store.read_all(ReadOptions::forwards()).expect("read")),
+            ["durable"]
+        );
+        assert!(matches!(
+            store.append("s", ExpectedVersion::Any, vec![note("after")]),
+            Err(StoreError::Failed(_))
+        ));
+    }
+}
