@@ -5,9 +5,9 @@
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use crdt::{Codec, Crdt, GCounter, OrSet};
 use crdts::{CmRDT, CvRDT};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 const ELEMENTS: u64 = 100_000;
 const COUNTER_REPLICAS: u64 = 1_000;
@@ -112,7 +112,9 @@ fn print_sizes() {
             postcard::to_allocvec(&theirs_counter).expect("postcard"),
         ),
     ];
-    eprintln!("encoded size (bytes): row | ours | rust-crdt bincode | ratio | rust-crdt postcard | ratio");
+    eprintln!(
+        "encoded size (bytes): row | ours | rust-crdt bincode | ratio | rust-crdt postcard | ratio"
+    );
     for (name, ours, bincode_bytes, postcard_bytes) in rows {
         eprintln!(
             "size {name} | {ours} | {} | {:.3} | {} | {:.3}",

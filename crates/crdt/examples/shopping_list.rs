@@ -99,7 +99,10 @@ impl ShoppingList {
             .iter()
             .map(|item| {
                 let quantity = self.quantities.value_at(item).unwrap_or(0);
-                let note = self.notes.get(item).map_or(String::new(), |note| format!(" \"{note}\""));
+                let note = self
+                    .notes
+                    .get(item)
+                    .map_or(String::new(), |note| format!(" \"{note}\""));
                 format!("{item} ×{quantity}{note}")
             })
             .collect();
@@ -161,9 +164,20 @@ fn main() {
     println!("   {}", bob.show("bob  "));
     assert_eq!(alice.items, bob.items);
     assert_eq!(alice.quantities, bob.quantities);
-    assert!(alice.items.contains(&"milk".to_string()), "add wins over a concurrent remove");
-    assert_eq!(alice.quantity("milk"), 2, "Alice's 2 is reset; Bob's total 1 + 1 survives");
-    assert_eq!(alice.notes.get(&"milk".to_string()), None, "the later tombstone wins");
+    assert!(
+        alice.items.contains(&"milk".to_string()),
+        "add wins over a concurrent remove"
+    );
+    assert_eq!(
+        alice.quantity("milk"),
+        2,
+        "Alice's 2 is reset; Bob's total 1 + 1 survives"
+    );
+    assert_eq!(
+        alice.notes.get(&"milk".to_string()),
+        None,
+        "the later tombstone wins"
+    );
     let mut plain = plain_counter_before;
     plain.add(2, 1);
     println!(
@@ -173,7 +187,9 @@ fn main() {
     assert_eq!(plain.value(), 4);
 
     println!();
-    println!("3. Anti-entropy by full-state merge changes nothing more: the replicas had converged");
+    println!(
+        "3. Anti-entropy by full-state merge changes nothing more: the replicas had converged"
+    );
     let before = alice.clone();
     alice.merge(&bob);
     bob.merge(&before);

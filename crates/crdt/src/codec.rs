@@ -13,6 +13,11 @@ use std::collections::BTreeSet;
 use clock::{CausalContext, Dot, HlcTimestamp, ReplicaId, VersionVector};
 use thiserror::Error;
 
+/// Most out-of-order dots one decoded value may hold in its causal contexts. Runs let a few bytes
+/// stand for many dots; this fixed cap (not one proportional to the input, so that a value always
+/// decodes from its own re-encoding) stops a 20-byte input from asking for 2^60 of them.
+pub const MAX_CONTEXT_CLOUD_DOTS: u64 = 1 << 20;
+
 /// The encoding version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
 
@@ -139,15 +144,12 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    /// A reader over `bytes`, with an item budget proportional to their length.
+    /// A reader over `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        // Compact runs let a few bytes stand for many dots; the budget caps how many a decoder
-        // may materialise so a 20-byte input cannot ask for 2^60 of them.
-        let budget = 64 * bytes.len() as u64 + 4096;
         Self {
             bytes,
             offset: 0,
-            budget,
+            budget: MAX_CONTEXT_CLOUD_DOTS,
         }
     }
 
@@ -220,8 +222,8 @@ impl<'a> Reader<'a> {
         Ok(length as usize)
     }
 
-    /// Charges `items` against the decode budget (for items that take no input bytes of their own,
-    /// such as the dots of a run).
+    /// Charges `items` against the decode budget of [`MAX_CONTEXT_CLOUD_DOTS`] (for items that
+    /// take no input bytes of their own, such as the dots of a run in a causal context).
     pub fn charge(&mut self, items: u64) -> Result<(), DecodeError> {
         if items > self.budget {
             return Err(DecodeError::LengthTooLarge {
@@ -235,7 +237,10 @@ impl<'a> Reader<'a> {
 
     /// Reads exactly `N` raw bytes.
     pub fn fixed<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let end = self.offset.checked_add(N).filter(|end| *end <= self.bytes.len());
+        let end = self
+            .offset
+            .checked_add(N)
+            .filter(|end| *end <= self.bytes.len());
         let Some(end) = end else {
             return Err(DecodeError::Truncated {
                 offset: self.offset,
@@ -507,9 +512,12 @@ pub(crate) fn write_dot_runs(
 }
 
 /// Reads runs written by [`write_dot_runs`], calling `on_dot` for each dot in order (so callers
-/// can read a per-dot payload after it). Dots come out strictly increasing.
+/// can read a per-dot payload after it). Dots come out strictly increasing. With
+/// `payload_bytes_min > 0` every dot is followed by a payload of at least that many bytes, which
+/// bounds a run by the input left; with 0 the dots are charged against the reader's budget.
 pub(crate) fn read_dot_runs(
     reader: &mut Reader<'_>,
+    payload_bytes_min: usize,
     mut on_dot: impl FnMut(&mut Reader<'_>, Dot) -> Result<(), DecodeError>,
 ) -> Result<(), DecodeError> {
     let replica_count = reader.count(2)?;
@@ -532,7 +540,14 @@ pub(crate) fn read_dot_runs(
             let last = first
                 .checked_add(extra)
                 .ok_or_else(|| reader.invalid("dot counter overflows"))?;
-            reader.charge(extra + 1)?;
+            if payload_bytes_min == 0 {
+                reader.charge(extra + 1)?;
+            } else if extra >= (reader.remaining() / payload_bytes_min) as u64 {
+                return Err(DecodeError::LengthTooLarge {
+                    length: extra + 1,
+                    offset: reader.offset(),
+                });
+            }
             for counter in first..=last {
                 on_dot(reader, Dot::new(replica, counter))?;
             }
@@ -613,7 +628,7 @@ impl Decode for CausalContext {
         let prefix = VersionVector::decode(reader)?;
         let mut context = CausalContext::from_version_vector(prefix);
         let mut cloud = Vec::new();
-        read_dot_runs(reader, |_, dot| {
+        read_dot_runs(reader, 0, |_, dot| {
             cloud.push(dot);
             Ok(())
         })?;
@@ -656,7 +671,16 @@ mod tests {
 
     #[test]
     fn varints_round_trip_at_the_edges() {
-        for value in [0, 1, 127, 128, 300, u64::from(u32::MAX), u64::MAX - 1, u64::MAX] {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut writer = Writer::new();
             writer.varint(value);
             let bytes = writer.into_bytes();

@@ -74,7 +74,11 @@ impl Crdt for GCounter {
         }
         // Fast path: the same replicas in the same order, the common case between peers.
         if self.counts.len() == other.counts.len()
-            && self.counts.iter().zip(&other.counts).all(|(a, b)| a.0 == b.0)
+            && self
+                .counts
+                .iter()
+                .zip(&other.counts)
+                .all(|(a, b)| a.0 == b.0)
         {
             for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
                 mine.1 = mine.1.max(theirs.1);
@@ -285,7 +289,9 @@ impl Causal<CounterStore> {
         let dot = self.context.next_dot(replica);
         let mut delta_context: CausalContext = replaced.iter().copied().collect();
         delta_context.insert(dot);
-        self.store.totals.retain(|candidate| candidate.replica != replica);
+        self.store
+            .totals
+            .retain(|candidate| candidate.replica != replica);
         self.store.totals.insert(dot, total);
         let delta_store = CounterStore {
             totals: DotFun::single(dot, total),

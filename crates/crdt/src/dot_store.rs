@@ -39,7 +39,12 @@ pub trait DotStore: Clone + Default + PartialEq + Debug {
 
     /// Joins a delta whose context only covers dots of entries it mentions; maps override this to
     /// touch only the mentioned keys instead of walking the whole store.
-    fn join_delta(&mut self, own_context: &CausalContext, delta: &Self, delta_context: &CausalContext) {
+    fn join_delta(
+        &mut self,
+        own_context: &CausalContext,
+        delta: &Self,
+        delta_context: &CausalContext,
+    ) {
         self.join(own_context, delta, delta_context);
     }
 
@@ -251,7 +256,7 @@ impl<V: Clone> DotFun<V> {
         for entry in &mut self.entries {
             entry.0 = rewrite(entry.0);
         }
-        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self.entries.sort_by_key(|entry| entry.0);
     }
 }
 

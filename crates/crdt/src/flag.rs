@@ -4,9 +4,9 @@
 use clock::{CausalContext, Dot, ReplicaId};
 use serde::{Deserialize, Serialize};
 
+use crate::Delta;
 use crate::codec::{DecodeError, Reader, Writer};
 use crate::dot_store::{Causal, DotFun, DotStore};
-use crate::Delta;
 
 macro_rules! flag_store {
     ($(#[$doc:meta])* $store:ident, $flag:ident, $tag:expr, $name:expr, $read:expr) => {

@@ -86,7 +86,12 @@ impl<K: Key, S: DotStore> DotStore for MapStore<K, S> {
         self.entries = merged.into_iter().collect();
     }
 
-    fn join_delta(&mut self, own_context: &CausalContext, delta: &Self, delta_context: &CausalContext) {
+    fn join_delta(
+        &mut self,
+        own_context: &CausalContext,
+        delta: &Self,
+        delta_context: &CausalContext,
+    ) {
         for (key, theirs) in &delta.entries {
             let mut store = self.entries.remove(key).unwrap_or_default();
             store.join(own_context, theirs, delta_context);
@@ -263,7 +268,9 @@ impl<K: Key, V: Key> LwwMap<K, V> {
 
     /// The value at `key`.
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.entries.get(key).and_then(|register| register.get()?.as_ref())
+        self.entries
+            .get(key)
+            .and_then(|register| register.get()?.as_ref())
     }
 
     fn write(
@@ -348,10 +355,14 @@ mod tests {
     #[test]
     fn removed_key_resets_its_counter_but_keeps_concurrent_increments() {
         let mut alice: OrMap<String, CounterStore> = OrMap::new();
-        alice.update("milk".into(), |counter: &mut CausalCounter| counter.add(1, 2));
+        alice.update("milk".into(), |counter: &mut CausalCounter| {
+            counter.add(1, 2)
+        });
         let mut bob = alice.clone();
         alice.remove(&"milk".into());
-        bob.update("milk".into(), |counter: &mut CausalCounter| counter.add(2, 1));
+        bob.update("milk".into(), |counter: &mut CausalCounter| {
+            counter.add(2, 1)
+        });
         alice.merge(&bob);
         bob.merge(&alice);
         assert_eq!(alice, bob);

@@ -7,9 +7,9 @@ use std::fmt::Debug;
 use clock::{CausalContext, Dot, ReplicaId};
 use serde::{Deserialize, Serialize};
 
+use crate::Delta;
 use crate::codec::{Decode, DecodeError, Encode, Reader, Writer, read_dot_runs, write_dot_runs};
 use crate::dot_store::{Causal, DotSet, DotStore};
-use crate::Delta;
 
 /// What an OR-Set element or a map key needs: ordered, cloneable, encodable.
 pub trait Key: Ord + Clone + Debug + Encode + Decode {}
@@ -86,7 +86,8 @@ impl<E: Key> DotStore for SetStore<E> {
                     (element.clone(), dots)
                 }
                 std::cmp::Ordering::Equal => {
-                    let (Some((element, mut dots)), Some((_, theirs))) = (left.next(), right.next())
+                    let (Some((element, mut dots)), Some((_, theirs))) =
+                        (left.next(), right.next())
                     else {
                         break;
                     };
@@ -101,7 +102,12 @@ impl<E: Key> DotStore for SetStore<E> {
         self.entries = merged.into_iter().collect();
     }
 
-    fn join_delta(&mut self, own_context: &CausalContext, delta: &Self, delta_context: &CausalContext) {
+    fn join_delta(
+        &mut self,
+        own_context: &CausalContext,
+        delta: &Self,
+        delta_context: &CausalContext,
+    ) {
         for (element, theirs) in &delta.entries {
             match self.entries.get_mut(element) {
                 Some(dots) => {
@@ -170,7 +176,7 @@ impl<E: Key> DotStore for SetStore<E> {
 
     fn decode_store(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let mut entries: BTreeMap<E, DotSet> = BTreeMap::new();
-        read_dot_runs(reader, |reader, dot| {
+        read_dot_runs(reader, 1, |reader, dot| {
             let element = E::decode(reader)?;
             entries.entry(element).or_default().insert(dot);
             Ok(())

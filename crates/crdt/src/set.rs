@@ -82,7 +82,10 @@ fn decode_sorted<E: Key>(reader: &mut Reader<'_>) -> Result<BTreeSet<E>, DecodeE
     let mut previous: Option<E> = None;
     for _ in 0..length {
         let element = E::decode(reader)?;
-        if previous.as_ref().is_some_and(|previous| *previous >= element) {
+        if previous
+            .as_ref()
+            .is_some_and(|previous| *previous >= element)
+        {
             return Err(reader.invalid("set elements not strictly increasing"));
         }
         elements.insert(element.clone());

@@ -114,10 +114,7 @@ fn missing_from(ours: &CausalContext, theirs: &CausalContext) -> CausalContext {
 
 /// For every bucket whose digest of live dots differs, the dots both sides have seen that this
 /// side no longer holds: the removals the requester may not know about.
-fn removed_in_differing_buckets<S: DotStore>(
-    state: &Causal<S>,
-    request: &SyncRequest,
-) -> Vec<Dot> {
+fn removed_in_differing_buckets<S: DotStore>(state: &Causal<S>, request: &SyncRequest) -> Vec<Dot> {
     let theirs = &request.context;
     let mut ours: BTreeMap<(ReplicaId, u64), u64> = BTreeMap::new();
     let mut live: BTreeSet<Dot> = BTreeSet::new();

@@ -24,9 +24,22 @@ const GOSSIP_TOKEN: u64 = 2;
 
 #[derive(Clone, Debug)]
 enum Message {
-    Delta { kind: u8, bytes: Vec<u8> },
-    SyncRequest { set: Vec<u8>, map: Vec<u8>, note: Vec<u8> },
-    SyncReply { set: Vec<u8>, map: Vec<u8>, note: Vec<u8>, counter: Vec<u8>, lww: Vec<u8> },
+    Delta {
+        kind: u8,
+        bytes: Vec<u8>,
+    },
+    SyncRequest {
+        set: Vec<u8>,
+        map: Vec<u8>,
+        note: Vec<u8>,
+    },
+    SyncReply {
+        set: Vec<u8>,
+        map: Vec<u8>,
+        note: Vec<u8>,
+        counter: Vec<u8>,
+        lww: Vec<u8>,
+    },
 }
 
 #[derive(Debug)]
@@ -80,30 +93,52 @@ impl Replica {
         match rng.random_range(0..8u8) {
             0 | 1 => (0, self.set.add(replica, element).to_bytes()),
             2 => (0, self.set.remove(&element).to_bytes()),
-            3 => (1, self.counter.add(replica, rng.random_range(-3..5)).to_bytes()),
+            3 => (
+                1,
+                self.counter
+                    .add(replica, rng.random_range(-3..5))
+                    .to_bytes(),
+            ),
             4 => {
                 let amount = rng.random_range(1..4);
-                let delta = self.quantities.update(element % 8, |counter: &mut CausalCounter| {
-                    counter.add(replica, amount)
-                });
+                let delta = self
+                    .quantities
+                    .update(element % 8, |counter: &mut CausalCounter| {
+                        counter.add(replica, amount)
+                    });
                 (2, delta.to_bytes())
             }
             5 => (2, self.quantities.remove(&(element % 8)).to_bytes()),
             6 => (3, self.note.write(replica, element).to_bytes()),
             _ => {
                 let timestamp: HlcTimestamp = self.hlc.now(now_ns);
-                (4, self.notes.insert(element % 8, element, timestamp, replica).to_bytes())
+                (
+                    4,
+                    self.notes
+                        .insert(element % 8, element, timestamp, replica)
+                        .to_bytes(),
+                )
             }
         }
     }
 
     fn apply_delta(&mut self, kind: u8, bytes: &[u8]) {
         match kind {
-            0 => self.set.apply(&Delta::from_bytes(bytes).expect("set delta decodes")),
-            1 => self.counter.apply(&Delta::from_bytes(bytes).expect("counter delta decodes")),
-            2 => self.quantities.apply(&Delta::from_bytes(bytes).expect("map delta decodes")),
-            3 => self.note.apply(&Delta::from_bytes(bytes).expect("note delta decodes")),
-            _ => self.notes.apply(&Delta::from_bytes(bytes).expect("lww delta decodes")),
+            0 => self
+                .set
+                .apply(&Delta::from_bytes(bytes).expect("set delta decodes")),
+            1 => self
+                .counter
+                .apply(&Delta::from_bytes(bytes).expect("counter delta decodes")),
+            2 => self
+                .quantities
+                .apply(&Delta::from_bytes(bytes).expect("map delta decodes")),
+            3 => self
+                .note
+                .apply(&Delta::from_bytes(bytes).expect("note delta decodes")),
+            _ => self
+                .notes
+                .apply(&Delta::from_bytes(bytes).expect("lww delta decodes")),
         }
     }
 }
@@ -113,21 +148,36 @@ impl Process for Replica {
     type Request = ();
     type Response = ();
 
-    fn handle(&mut self, now_ns: u64, input: Input<Message, ()>, context: &mut Context<'_, Message, ()>) {
+    fn handle(
+        &mut self,
+        now_ns: u64,
+        input: Input<Message, ()>,
+        context: &mut Context<'_, Message, ()>,
+    ) {
         match input {
             Input::Start => {
                 context.set_timer(50_000_000, OPERATION_TOKEN);
                 context.set_timer(100_000_000, GOSSIP_TOKEN);
             }
-            Input::Timer { token: OPERATION_TOKEN } if now_ns < OPERATIONS_STOP_NS => {
+            Input::Timer {
+                token: OPERATION_TOKEN,
+            } if now_ns < OPERATIONS_STOP_NS => {
                 let (kind, bytes) = self.operate(now_ns, context.rng());
                 for peer in (0..NODES as NodeId).filter(|peer| *peer != self.node) {
-                    context.send(peer, Message::Delta { kind, bytes: bytes.clone() });
+                    context.send(
+                        peer,
+                        Message::Delta {
+                            kind,
+                            bytes: bytes.clone(),
+                        },
+                    );
                 }
                 let pause = context.rng().random_range(20_000_000..80_000_000);
                 context.set_timer(pause, OPERATION_TOKEN);
             }
-            Input::Timer { token: GOSSIP_TOKEN } => {
+            Input::Timer {
+                token: GOSSIP_TOKEN,
+            } => {
                 let peer = context.rng().random_range(0..NODES as NodeId);
                 if peer != self.node {
                     context.send(
@@ -145,20 +195,39 @@ impl Process for Replica {
                 Message::Delta { kind, bytes } => self.apply_delta(kind, &bytes),
                 Message::SyncRequest { set, map, note } => {
                     let answer = Message::SyncReply {
-                        set: reply(&self.set, &SyncRequest::from_bytes(&set).expect("request")).to_bytes(),
-                        map: reply(&self.quantities, &SyncRequest::from_bytes(&map).expect("request")).to_bytes(),
-                        note: reply(&self.note, &SyncRequest::from_bytes(&note).expect("request")).to_bytes(),
+                        set: reply(&self.set, &SyncRequest::from_bytes(&set).expect("request"))
+                            .to_bytes(),
+                        map: reply(
+                            &self.quantities,
+                            &SyncRequest::from_bytes(&map).expect("request"),
+                        )
+                        .to_bytes(),
+                        note: reply(
+                            &self.note,
+                            &SyncRequest::from_bytes(&note).expect("request"),
+                        )
+                        .to_bytes(),
                         counter: self.counter.to_bytes(),
                         lww: self.notes.to_bytes(),
                     };
                     context.send(from, answer);
                 }
-                Message::SyncReply { set, map, note, counter, lww } => {
+                Message::SyncReply {
+                    set,
+                    map,
+                    note,
+                    counter,
+                    lww,
+                } => {
                     self.set.merge(&OrSet::from_bytes(&set).expect("set reply"));
-                    self.quantities.merge(&OrMap::from_bytes(&map).expect("map reply"));
-                    self.note.merge(&MvRegister::from_bytes(&note).expect("note reply"));
-                    self.counter.merge(&PnCounter::from_bytes(&counter).expect("counter state"));
-                    self.notes.merge(&LwwMap::from_bytes(&lww).expect("lww state"));
+                    self.quantities
+                        .merge(&OrMap::from_bytes(&map).expect("map reply"));
+                    self.note
+                        .merge(&MvRegister::from_bytes(&note).expect("note reply"));
+                    self.counter
+                        .merge(&PnCounter::from_bytes(&counter).expect("counter state"));
+                    self.notes
+                        .merge(&LwwMap::from_bytes(&lww).expect("lww state"));
                 }
             },
             _ => {}
@@ -172,9 +241,15 @@ fn run(seed: u64) {
     config.network.duplicate = 0.1;
     config.network.reorder = 0.3;
     config.nemesis = NemesisPlan::none()
-        .at(1_000_000_000, Fault::Partition(Partition::symmetric(NODES, &[0, 1])))
+        .at(
+            1_000_000_000,
+            Fault::Partition(Partition::symmetric(NODES, &[0, 1])),
+        )
         .at(4_000_000_000, Fault::Heal)
-        .at(5_000_000_000, Fault::Partition(Partition::symmetric(NODES, &[2])))
+        .at(
+            5_000_000_000,
+            Fault::Partition(Partition::symmetric(NODES, &[2])),
+        )
         .at(9_000_000_000, Fault::Heal);
     let mut simulation = Simulation::new(config, |node, _storage| Replica::new(node));
     simulation.run_until(QUIESCENT_AT_NS);
@@ -182,22 +257,37 @@ fn run(seed: u64) {
     let replicas: Vec<&Replica> = (0..NODES as NodeId)
         .map(|node| simulation.node(node).expect("node is up"))
         .collect();
-    let states: Vec<(u64, serde_json::Value)> =
-        replicas.iter().map(|replica| (replica.node, replica.value())).collect();
+    let states: Vec<(u64, serde_json::Value)> = replicas
+        .iter()
+        .map(|replica| (replica.node, replica.value()))
+        .collect();
     let verdict = check::convergence::check(&states);
     assert!(
         verdict.is_converged(),
         "replicas diverged ({verdict:?}); replay: seed {seed}"
     );
     for replica in &replicas[1..] {
-        assert_eq!(replica.full_state(), replicas[0].full_state(), "full states differ; seed {seed}");
+        assert_eq!(
+            replica.full_state(),
+            replicas[0].full_state(),
+            "full states differ; seed {seed}"
+        );
     }
     // The run did real work under real faults.
-    assert!(replicas[0].set.context().version_vector().len() == NODES, "seed {seed}");
+    assert!(
+        replicas[0].set.context().version_vector().len() == NODES,
+        "seed {seed}"
+    );
     assert!(stats.messages_delivered > 1_000, "{stats:?}");
-    assert!(stats.messages_dropped > 100 && stats.messages_duplicated > 100, "{stats:?}");
+    assert!(
+        stats.messages_dropped > 100 && stats.messages_duplicated > 100,
+        "{stats:?}"
+    );
     assert_eq!(stats.nemesis_steps, 4, "{stats:?}");
-    assert!(!replicas[0].set.is_empty() || replicas[0].set.context().version_vector().event_count() > 100);
+    assert!(
+        !replicas[0].set.is_empty()
+            || replicas[0].set.context().version_vector().event_count() > 100
+    );
 }
 
 #[test]

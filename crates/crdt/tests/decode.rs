@@ -36,7 +36,11 @@ fn check_decoder<T: Codec + PartialEq + Debug>(
     framed.extend_from_slice(noise);
     accepts_only_valid::<T>(&framed)?;
     for end in 0..bytes.len() {
-        prop_assert!(T::from_bytes(&bytes[..end]).is_err(), "prefix of {} bytes accepted", end);
+        prop_assert!(
+            T::from_bytes(&bytes[..end]).is_err(),
+            "prefix of {} bytes accepted",
+            end
+        );
     }
     let mut flipped = bytes.clone();
     let at = flip.0 % flipped.len();
@@ -131,4 +135,3 @@ proptest! {
         check_decoder(&map, &noise, flip)?;
     }
 }
-

@@ -20,9 +20,20 @@ const REPLICAS: usize = 3;
 
 #[derive(Clone, Debug)]
 enum Step {
-    Mutate { replica: u8, kind: u8, element: u8, amount: i8 },
-    Merge { from: u8, to: u8 },
-    Deliver { delta: u8, to: u8 },
+    Mutate {
+        replica: u8,
+        kind: u8,
+        element: u8,
+        amount: i8,
+    },
+    Merge {
+        from: u8,
+        to: u8,
+    },
+    Deliver {
+        delta: u8,
+        to: u8,
+    },
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
@@ -44,7 +55,10 @@ fn joined<T: Crdt>(left: &T, right: &T) -> T {
 
 fn round_trip<T: Codec + PartialEq + Debug>(state: &T) -> Result<(), TestCaseError> {
     let bytes = state.to_bytes();
-    prop_assert_eq!(&T::from_bytes(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?, state);
+    prop_assert_eq!(
+        &T::from_bytes(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?,
+        state
+    );
     Ok(())
 }
 
@@ -60,11 +74,23 @@ where
     let mut deltas: Vec<Delta<T>> = Vec::new();
     for (index, step) in schedule.iter().enumerate() {
         match *step {
-            Step::Mutate { replica, kind, element, amount } => {
+            Step::Mutate {
+                replica,
+                kind,
+                element,
+                amount,
+            } => {
                 let at = replica as usize;
                 let before = replicas[at].clone();
                 let timestamp = HlcTimestamp::new(index as u64 + 1, 0);
-                let delta = mutate(&mut replicas[at], replica as u64 + 1, kind, element, amount, timestamp);
+                let delta = mutate(
+                    &mut replicas[at],
+                    replica as u64 + 1,
+                    kind,
+                    element,
+                    amount,
+                    timestamp,
+                );
                 // Delta law: the state after a mutation is the state before joined with the delta.
                 prop_assert_eq!(&joined(&before, delta.as_state()), &replicas[at]);
                 let bytes = delta.to_bytes();
@@ -90,7 +116,11 @@ where
     }
     let (a, b, c) = (&replicas[0], &replicas[1], &replicas[2]);
     prop_assert_eq!(joined(a, b), joined(b, a), "commutative");
-    prop_assert_eq!(joined(&joined(a, b), c), joined(a, &joined(b, c)), "associative");
+    prop_assert_eq!(
+        joined(&joined(a, b), c),
+        joined(a, &joined(b, c)),
+        "associative"
+    );
     prop_assert_eq!(&joined(a, a), a, "idempotent");
     // Everything delivered everywhere: all replicas equal.
     let all = joined(&joined(a, b), c);

@@ -38,7 +38,10 @@ fn pruning_a_retired_replica_keeps_values_and_drops_its_metadata() {
     // The live replica 3 refuses to be pruned while its dots are live anywhere.
     assert!(matches!(
         replicas[0].clone().prune(RETIRED),
-        Err(PruneError::LiveDots { replica: RETIRED, live_dots: 19 })
+        Err(PruneError::LiveDots {
+            replica: RETIRED,
+            live_dots: 19
+        })
     ));
 
     // Step 1: the successor re-issues replica 3's live dots as its own.
@@ -50,7 +53,9 @@ fn pruning_a_retired_replica_keeps_values_and_drops_its_metadata() {
 
     // Step 2: everyone has seen everything of replica 3 and the handover: replica 1 prunes,
     // replica 2 learns the pruning by merging.
-    replicas[0].prune(RETIRED).expect("no live dots of the retired replica remain");
+    replicas[0]
+        .prune(RETIRED)
+        .expect("no live dots of the retired replica remain");
     assert_eq!(replicas[0].context().version_vector().get(RETIRED), 0);
     let pruned = replicas[0].clone();
     replicas[1].merge(&pruned);

@@ -41,7 +41,11 @@ fn check_one_change(name: &str, change: impl FnOnce(&mut OrSet<u64>)) {
         ratio * 100.0
     );
     assert_eq!(stale, changed, "one round brings the change");
-    assert!(ratio < 0.01, "{name}: sync sent {:.3}% of the full state", ratio * 100.0);
+    assert!(
+        ratio < 0.01,
+        "{name}: sync sent {:.3}% of the full state",
+        ratio * 100.0
+    );
 }
 
 #[test]
