@@ -63,10 +63,11 @@ pub use event::{
 pub use log::{Command, CommandError, EventLog, LogRecord, Outcome, ReadError, RestoreError};
 pub use projection::{PROJECTION_STATE_EVENT_TYPE, Projection, ProjectionRunner};
 pub use storage::{
-    CompactionReport, Decoded, FORMAT_VERSION, FileOptions, FileStorage, MemoryStorage,
-    RECORD_BODY_MAX_BYTES, RecoveryReport, Storage, StorageError, decode_record, encode_record,
+    CompactionReport, Decoded, EventReader, EventSpan, FORMAT_VERSION, FileOptions, FileReader,
+    FileStorage, MemoryStorage, RECORD_BODY_MAX_BYTES, RecoveryReport, Storage, StorageError,
+    decode_record, encode_record,
 };
-pub use store::{EventStore, ReadOptions, StoreError};
+pub use store::{EventStore, ReadOptions, StoreError, StoreOptions};
 pub use subscription::{
     CHECKPOINT_EVENT_TYPE, Subscription, SubscriptionFilter, SubscriptionStart,
 };

@@ -168,6 +168,12 @@ pub enum ReadError {
         /// The stream.
         stream: String,
     },
+    /// The event at this position was evicted from memory; read it through the storage.
+    #[error("event at position {position} is not resident in memory")]
+    NotResident {
+        /// The position.
+        position: u64,
+    },
     /// `AsOf::Revision` means nothing for `$all`.
     #[error("a read of $all can be bounded by position or time, not by stream revision")]
     RevisionBoundOnAll,
@@ -225,19 +231,30 @@ impl StreamState {
     }
 }
 
+/// What the log holds for one global position.
+#[derive(Clone, Debug)]
+enum Slot {
+    /// The event, in memory.
+    Resident(Arc<RecordedEvent>),
+    /// The event is live but only on durable storage (evicted from memory); its id is kept.
+    OnDisk(Uuid),
+    /// The event was deleted; its id is kept for idempotency and snapshots.
+    Deleted(Uuid),
+}
+
 /// The event store's state machine: streams, revisions, global positions, idempotency.
 #[derive(Clone, Debug, Default)]
 pub struct EventLog {
-    /// Event at each global position; `None` once deleted.
-    events: Vec<Option<Arc<RecordedEvent>>>,
+    /// What each global position holds.
+    events: Vec<Slot>,
+    /// Positions below this were considered for eviction already.
+    evicted_before: u64,
     /// Commit time of each global position (kept after deletion, for time-travel bounds).
     timestamps: Vec<HlcTimestamp>,
     /// Streams by name (a `BTreeMap` so any listing is deterministic).
     streams: BTreeMap<Arc<str>, StreamState>,
     /// Every event id ever written (lookups only, never iterated).
     event_ids: HashMap<Uuid, EventLocation>,
-    /// Ids of deleted events by position (for snapshots; lookups only).
-    deleted_ids: HashMap<u64, Uuid>,
     /// Events present (not deleted).
     live_event_count: u64,
 }
@@ -484,7 +501,7 @@ impl EventLog {
             },
         );
         self.timestamps.push(recorded.recorded_at);
-        self.events.push(Some(recorded));
+        self.events.push(Slot::Resident(recorded));
         self.live_event_count += 1;
     }
 
@@ -517,10 +534,14 @@ impl EventLog {
         let mut removed = 0;
         for revision in state.truncated_before..before {
             let position = state.positions[revision as usize];
-            if let Some(event) = self.events[position as usize].take() {
-                self.deleted_ids.insert(position, event.event.event_id);
-                removed += 1;
-            }
+            let slot = &mut self.events[position as usize];
+            let event_id = match slot {
+                Slot::Resident(event) => event.event.event_id,
+                Slot::OnDisk(event_id) => *event_id,
+                Slot::Deleted(_) => continue,
+            };
+            *slot = Slot::Deleted(event_id);
+            removed += 1;
         }
         state.truncated_before = state.truncated_before.max(before);
         self.live_event_count -= removed;
@@ -619,8 +640,7 @@ impl EventLog {
                     },
                 );
                 self.timestamps.push(recorded_at);
-                self.deleted_ids.insert(position, event_id);
-                self.events.push(None);
+                self.events.push(Slot::Deleted(event_id));
             }
         }
         Ok(())
@@ -628,34 +648,33 @@ impl EventLog {
 
     /// The whole state as records that [`EventLog::restore`] replays into an equal log: every
     /// position in order (deleted ones as `Erased`), then each stream's truncation and tombstone.
-    /// What a replicated log would ship as a snapshot, or a rewrite would keep.
-    pub fn snapshot_records(&self) -> Vec<LogRecord> {
+    /// What a replicated log would ship as a snapshot. Needs every live event resident: fails with
+    /// [`ReadError::NotResident`] if one was evicted to disk.
+    pub fn snapshot_records(&self) -> Result<Vec<LogRecord>, ReadError> {
         let mut records = Vec::with_capacity(self.events.len() + self.streams.len());
-        let mut erased = BTreeMap::new();
+        let mut owner = BTreeMap::new();
         for (name, state) in &self.streams {
             for (revision, &position) in state.positions.iter().enumerate() {
-                if !self.is_live(position) {
-                    erased.insert(position, (name.clone(), revision as u64));
+                if matches!(self.events[position as usize], Slot::Deleted(_)) {
+                    owner.insert(position, (name.clone(), revision as u64));
                 }
             }
         }
-        for (position, (event, recorded_at)) in self.events.iter().zip(&self.timestamps).enumerate()
+        for (position, (slot, recorded_at)) in self.events.iter().zip(&self.timestamps).enumerate()
         {
-            let record = match (event, erased.get(&(position as u64))) {
-                (Some(event), _) => LogRecord::Event(event.clone()),
-                (None, Some((stream, revision))) => LogRecord::Erased {
+            let position = position as u64;
+            let record = match (slot, owner.get(&position)) {
+                (Slot::Resident(event), _) => LogRecord::Event(event.clone()),
+                (Slot::OnDisk(_), _) => return Err(ReadError::NotResident { position }),
+                (Slot::Deleted(event_id), Some((stream, revision))) => LogRecord::Erased {
                     stream: stream.to_string(),
                     revision: *revision,
-                    position: position as u64,
+                    position,
                     recorded_at: *recorded_at,
-                    event_id: self
-                        .deleted_ids
-                        .get(&(position as u64))
-                        .copied()
-                        .unwrap_or_default(),
+                    event_id: *event_id,
                 },
                 // Every position belongs to a stream, so every deleted one was found above.
-                (None, None) => continue,
+                (Slot::Deleted(_), None) => continue,
             };
             records.push(record);
         }
@@ -671,19 +690,54 @@ impl EventLog {
                 });
             }
         }
-        records
+        Ok(records)
+    }
+
+    /// Number of events held in memory (the rest of the live ones are on storage only).
+    pub fn resident_event_count(&self) -> u64 {
+        let tail = &self.events[self.evicted_before.min(self.next_position()) as usize..];
+        tail.iter()
+            .filter(|slot| matches!(slot, Slot::Resident(_)))
+            .count() as u64
+    }
+
+    /// Drops from memory the events below `position` (they stay live, readable from storage by
+    /// whoever resolves [`EventLog::read_all_positions`]). Only durable events may be evicted.
+    pub fn evict_before(&mut self, position: u64) {
+        let end = position.min(self.next_position());
+        for slot in &mut self.events[self.evicted_before.min(end) as usize..end as usize] {
+            if let Slot::Resident(event) = slot {
+                *slot = Slot::OnDisk(event.event.event_id);
+            }
+        }
+        self.evicted_before = self.evicted_before.max(end);
     }
 
     /// Whether the event at `position` is still present (not deleted).
     pub fn is_live(&self, position: u64) -> bool {
-        self.events
-            .get(position as usize)
-            .is_some_and(Option::is_some)
+        matches!(
+            self.events.get(position as usize),
+            Some(Slot::Resident(_) | Slot::OnDisk(_))
+        )
     }
 
-    /// The event at `position`, if committed and not deleted.
+    /// The event at `position`, if committed, not deleted and resident in memory.
     pub fn event_at(&self, position: u64) -> Option<&Arc<RecordedEvent>> {
-        self.events.get(position as usize).and_then(Option::as_ref)
+        match self.events.get(position as usize) {
+            Some(Slot::Resident(event)) => Some(event),
+            _ => None,
+        }
+    }
+
+    fn resolve_resident(&self, positions: Vec<u64>) -> Result<Vec<Arc<RecordedEvent>>, ReadError> {
+        positions
+            .into_iter()
+            .map(|position| {
+                self.event_at(position)
+                    .cloned()
+                    .ok_or(ReadError::NotResident { position })
+            })
+            .collect()
     }
 
     /// First position not recorded at or before `time`.
@@ -695,6 +749,7 @@ impl EventLog {
     /// Reads up to `max_count` events of `stream` from revision `from` (inclusive; `None` = the
     /// start going forwards, the end going backwards), seeing only positions below `visible_end`
     /// and, if given, only history as of `as_of`. A stream that never existed reads as empty.
+    /// Needs the events resident (see [`EventLog::read_stream_positions`] otherwise).
     pub fn read_stream(
         &self,
         stream: &str,
@@ -704,6 +759,21 @@ impl EventLog {
         as_of: Option<AsOf>,
         visible_end: u64,
     ) -> Result<Vec<Arc<RecordedEvent>>, ReadError> {
+        let positions =
+            self.read_stream_positions(stream, direction, from, max_count, as_of, visible_end)?;
+        self.resolve_resident(positions)
+    }
+
+    /// Like [`EventLog::read_stream`], but returns the global positions of the live events.
+    pub fn read_stream_positions(
+        &self,
+        stream: &str,
+        direction: Direction,
+        from: Option<u64>,
+        max_count: usize,
+        as_of: Option<AsOf>,
+        visible_end: u64,
+    ) -> Result<Vec<u64>, ReadError> {
         let Some(state) = self.streams.get(stream) else {
             return Ok(Vec::new());
         };
@@ -740,8 +810,9 @@ impl EventLog {
             }
         };
         for revision in revisions.take(max_count) {
-            if let Some(event) = self.event_at(state.positions[revision as usize]) {
-                out.push(event.clone());
+            let position = state.positions[revision as usize];
+            if self.is_live(position) {
+                out.push(position);
             }
         }
         Ok(out)
@@ -749,7 +820,8 @@ impl EventLog {
 
     /// Reads up to `max_count` events of `$all` from position `from` (inclusive; `None` = the start
     /// going forwards, the end going backwards), skipping deleted events, seeing only positions
-    /// below `visible_end`, and only history as of `as_of` if given.
+    /// below `visible_end`, and only history as of `as_of` if given. Needs the events resident
+    /// (see [`EventLog::read_all_positions`] otherwise).
     pub fn read_all(
         &self,
         direction: Direction,
@@ -758,6 +830,19 @@ impl EventLog {
         as_of: Option<AsOf>,
         visible_end: u64,
     ) -> Result<Vec<Arc<RecordedEvent>>, ReadError> {
+        let positions = self.read_all_positions(direction, from, max_count, as_of, visible_end)?;
+        self.resolve_resident(positions)
+    }
+
+    /// Like [`EventLog::read_all`], but returns the global positions of the live events.
+    pub fn read_all_positions(
+        &self,
+        direction: Direction,
+        from: Option<u64>,
+        max_count: usize,
+        as_of: Option<AsOf>,
+        visible_end: u64,
+    ) -> Result<Vec<u64>, ReadError> {
         let mut end = visible_end.min(self.next_position());
         match as_of {
             Some(AsOf::Revision(_)) => return Err(ReadError::RevisionBoundOnAll),
@@ -773,7 +858,7 @@ impl EventLog {
             }
         };
         Ok(positions
-            .filter_map(|position| self.event_at(position).cloned())
+            .filter(|&position| self.is_live(position))
             .take(max_count)
             .collect())
     }

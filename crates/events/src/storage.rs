@@ -17,10 +17,12 @@
 //! segment that is a torn tail from a crash and is cut off, anywhere else it is corruption and
 //! opening fails.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use clock::HlcTimestamp;
 use serde::{Deserialize, Serialize};
@@ -130,12 +132,40 @@ pub trait Storage: Send {
         visit: &mut dyn FnMut(LogRecord) -> Result<(), RestoreError>,
     ) -> Result<RecoveryReport, StorageError>;
 
-    /// Appends whole encoded records (see [`encode_record`]) and makes them durable.
-    fn write_durable(&mut self, records: &[u8]) -> Result<(), StorageError>;
+    /// Appends whole encoded records (see [`encode_record`]) and makes them durable. `events`
+    /// says where each event record lies inside `records` (for storages that read events back).
+    fn write_durable(&mut self, records: &[u8], events: &[EventSpan]) -> Result<(), StorageError>;
+
+    /// A handle that reads committed events back by position, if this storage can (then the store
+    /// keeps only recent events in memory); `None` means the store must keep every event resident.
+    fn event_reader(&self) -> Option<Arc<dyn EventReader>> {
+        None
+    }
 
     /// Physically removes the payloads of events for which `is_live(position)` is false, leaving
     /// erased placeholders; may be a no-op for storages that keep nothing to reclaim.
     fn compact(&mut self, is_live: &dyn Fn(u64) -> bool) -> Result<CompactionReport, StorageError>;
+}
+
+/// Where one event record lies inside a group of encoded records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventSpan {
+    /// The event's global position.
+    pub position: u64,
+    /// Byte offset of the record (its header) in the group.
+    pub offset: usize,
+    /// Bytes of the whole record, header included.
+    pub length: usize,
+}
+
+/// Reads committed events back from durable storage, concurrently with writes.
+pub trait EventReader: Send + Sync {
+    /// The events at `positions`, in the same order; `None` where the event was erased by
+    /// compaction. Every position asked must have been written (be below the durable head).
+    fn read_events(
+        &self,
+        positions: &[u64],
+    ) -> Result<Vec<Option<Arc<RecordedEvent>>>, StorageError>;
 }
 
 /// Borrowed form of a record payload, for encoding without copying event data.
@@ -322,7 +352,10 @@ impl Storage for MemoryStorage {
         &mut self,
         visit: &mut dyn FnMut(LogRecord) -> Result<(), RestoreError>,
     ) -> Result<RecoveryReport, StorageError> {
-        let (report, valid_bytes) = replay_bytes(&self.bytes, 0, "memory", true, visit)?;
+        let (report, valid_bytes) =
+            replay_bytes(&self.bytes, 0, "memory", true, &mut |record, _, _| {
+                visit(record)
+            })?;
         self.bytes.truncate(valid_bytes);
         Ok(RecoveryReport {
             segment_count: 1,
@@ -330,7 +363,7 @@ impl Storage for MemoryStorage {
         })
     }
 
-    fn write_durable(&mut self, records: &[u8]) -> Result<(), StorageError> {
+    fn write_durable(&mut self, records: &[u8], _events: &[EventSpan]) -> Result<(), StorageError> {
         self.bytes.extend_from_slice(records);
         Ok(())
     }
@@ -350,7 +383,7 @@ fn replay_bytes(
     offset: usize,
     file: &str,
     is_last: bool,
-    visit: &mut dyn FnMut(LogRecord) -> Result<(), RestoreError>,
+    visit: &mut dyn FnMut(LogRecord, usize, usize) -> Result<(), RestoreError>,
 ) -> Result<(RecoveryReport, usize), StorageError> {
     let mut report = RecoveryReport::default();
     let mut cursor = offset;
@@ -362,7 +395,7 @@ fn replay_bytes(
         };
         match decode_record(&bytes[cursor..]).map_err(corrupt)? {
             Decoded::Record(record, used) => {
-                visit(record)?;
+                visit(record, cursor, used)?;
                 report.record_count += 1;
                 cursor += used;
             }
@@ -375,6 +408,16 @@ fn replay_bytes(
         }
     }
     Ok((report, cursor))
+}
+
+/// The position a record occupies and whether it is an erased placeholder; `None` for records
+/// that occupy no position (truncations, tombstones).
+fn record_position(record: &LogRecord) -> Option<(u64, bool)> {
+    match record {
+        LogRecord::Event(event) => Some((event.position, false)),
+        LogRecord::Erased { position, .. } => Some((*position, true)),
+        LogRecord::Truncated { .. } | LogRecord::Tombstoned { .. } => None,
+    }
 }
 
 /// Tuning of the file log.
@@ -402,6 +445,143 @@ pub struct FileStorage {
     segments: Vec<u64>,
     active: Option<File>,
     active_length_bytes: u64,
+    /// Where every position lies, shared with readers.
+    reader: Arc<FileReader>,
+}
+
+/// Where a position's record lies on disk; `length == 0` marks an erased event.
+#[derive(Clone, Copy, Debug)]
+struct Location {
+    segment: u64,
+    offset: u64,
+    length: u32,
+}
+
+#[derive(Debug, Default)]
+struct ReaderIndex {
+    /// Location of each position, indexed by position.
+    locations: Vec<Location>,
+    /// A read handle per segment.
+    files: BTreeMap<u64, Arc<File>>,
+}
+
+/// Reads events back from the segment files with positioned reads (`pread`), without taking the
+/// write path's lock: an `fsync` in progress does not block readers.
+#[derive(Debug, Default)]
+pub struct FileReader {
+    index: RwLock<ReaderIndex>,
+}
+
+impl FileReader {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, ReaderIndex> {
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, ReaderIndex> {
+        self.index
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, position: u64, location: Location) -> Result<(), StorageError> {
+        let mut index = self.index_mut();
+        if position != index.locations.len() as u64 {
+            return Err(StorageError::Corrupt {
+                file: segment_name(location.segment),
+                offset: location.offset,
+                reason: format!("position {position} indexed out of order"),
+            });
+        }
+        index.locations.push(location);
+        Ok(())
+    }
+}
+
+impl EventReader for FileReader {
+    fn read_events(
+        &self,
+        positions: &[u64],
+    ) -> Result<Vec<Option<Arc<RecordedEvent>>>, StorageError> {
+        let mut wanted = Vec::with_capacity(positions.len());
+        {
+            let index = self.index();
+            for (slot, &position) in positions.iter().enumerate() {
+                let Some(&location) = index.locations.get(position as usize) else {
+                    return Err(StorageError::Corrupt {
+                        file: "index".into(),
+                        offset: position,
+                        reason: format!("position {position} was never written"),
+                    });
+                };
+                let file = index.files.get(&location.segment).cloned();
+                wanted.push((slot, position, location, file));
+            }
+        }
+        // Read runs of adjacent records with one positioned read each.
+        wanted.sort_by_key(|&(_, _, location, _)| (location.segment, location.offset));
+        let mut out = vec![None; positions.len()];
+        let mut start = 0;
+        while start < wanted.len() {
+            let mut end = start + 1;
+            while end < wanted.len() {
+                let (previous, next) = (wanted[end - 1].2, wanted[end].2);
+                let adjacent = previous.segment == next.segment
+                    && previous.offset + u64::from(previous.length) == next.offset;
+                if !adjacent || next.length == 0 {
+                    break;
+                }
+                end += 1;
+            }
+            self.read_run(&wanted[start..end], &mut out)?;
+            start = end;
+        }
+        Ok(out)
+    }
+}
+
+type Wanted = (usize, u64, Location, Option<Arc<File>>);
+
+impl FileReader {
+    fn read_run(
+        &self,
+        run: &[Wanted],
+        out: &mut [Option<Arc<RecordedEvent>>],
+    ) -> Result<(), StorageError> {
+        let (_, _, first, file) = &run[0];
+        if first.length == 0 {
+            return Ok(()); // Erased: nothing to read.
+        }
+        let name = segment_name(first.segment);
+        let Some(file) = file else {
+            return Err(StorageError::Corrupt {
+                file: name,
+                offset: first.offset,
+                reason: "segment not open".into(),
+            });
+        };
+        let last = run[run.len() - 1].2;
+        let length = (last.offset + u64::from(last.length) - first.offset) as usize;
+        let mut bytes = vec![0; length];
+        file.read_exact_at(&mut bytes, first.offset)
+            .map_err(io_error(format!("reading {name} at {}", first.offset)))?;
+        for &(slot, position, location, _) in run {
+            let at = (location.offset - first.offset) as usize;
+            let corrupt = |reason: String| StorageError::Corrupt {
+                file: name.clone(),
+                offset: location.offset,
+                reason,
+            };
+            match decode_record(&bytes[at..at + location.length as usize]).map_err(corrupt)? {
+                Decoded::Record(LogRecord::Event(event), _) if event.position == position => {
+                    out[slot] = Some(event)
+                }
+                _ => return Err(corrupt(format!("no intact event for position {position}"))),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn segment_name(number: u64) -> String {
@@ -443,6 +623,7 @@ impl FileStorage {
             segments,
             active: None,
             active_length_bytes: 0,
+            reader: Arc::new(FileReader::default()),
         })
     }
 
@@ -487,6 +668,15 @@ impl FileStorage {
         Ok(bytes)
     }
 
+    /// Opens (or reopens, after compaction replaced the file) the read handle of a segment.
+    fn open_for_reading(&self, number: u64) -> Result<(), StorageError> {
+        let path = self.directory.join(segment_name(number));
+        let file = File::open(&path)
+            .map_err(io_error(format!("opening {} for reading", path.display())))?;
+        self.reader.index_mut().files.insert(number, Arc::new(file));
+        Ok(())
+    }
+
     fn create_segment(&mut self, number: u64) -> Result<(), StorageError> {
         let path = self.directory.join(segment_name(number));
         let mut file = OpenOptions::new()
@@ -501,6 +691,7 @@ impl FileStorage {
             .map_err(io_error(format!("writing header of {}", path.display())))?;
         sync_directory(&self.directory)?;
         self.segments.push(number);
+        self.open_for_reading(number)?;
         self.active = Some(file);
         self.active_length_bytes = SEGMENT_HEADER_BYTES as u64;
         Ok(())
@@ -550,13 +741,27 @@ impl Storage for FileStorage {
         let mut last_valid_bytes = 0;
         for &number in &self.segments.clone() {
             let bytes = self.read_segment(number)?;
+            self.open_for_reading(number)?;
             let is_last = number == last;
+            let reader = self.reader.clone();
             let (found, valid_bytes) = replay_bytes(
                 &bytes,
                 SEGMENT_HEADER_BYTES,
                 &segment_name(number),
                 is_last,
-                visit,
+                &mut |record, offset, length| {
+                    if let Some((position, erased)) = record_position(&record) {
+                        let length = if erased { 0 } else { length as u32 };
+                        let location = Location {
+                            segment: number,
+                            offset: offset as u64,
+                            length,
+                        };
+                        // An out-of-order position is reported by the log's own check below.
+                        let _ = reader.record(position, location);
+                    }
+                    visit(record)
+                },
             )?;
             report.record_count += found.record_count;
             report.torn_tail_bytes += found.torn_tail_bytes;
@@ -568,7 +773,7 @@ impl Storage for FileStorage {
         Ok(report)
     }
 
-    fn write_durable(&mut self, records: &[u8]) -> Result<(), StorageError> {
+    fn write_durable(&mut self, records: &[u8], events: &[EventSpan]) -> Result<(), StorageError> {
         if self.active.is_none() || self.active_length_bytes >= self.options.segment_size_bytes {
             self.seal_active()?;
         }
@@ -578,8 +783,22 @@ impl Storage for FileStorage {
         file.write_all(records)
             .and_then(|()| file.sync_data())
             .map_err(io_error("appending to the active segment"))?;
+        let segment = self.segments.last().copied().unwrap_or_default();
+        let base = self.active_length_bytes;
         self.active_length_bytes += records.len() as u64;
+        for span in events {
+            let location = Location {
+                segment,
+                offset: base + span.offset as u64,
+                length: span.length as u32,
+            };
+            self.reader.record(span.position, location)?;
+        }
         Ok(())
+    }
+
+    fn event_reader(&self) -> Option<Arc<dyn EventReader>> {
+        Some(self.reader.clone())
     }
 
     fn compact(&mut self, is_live: &dyn Fn(u64) -> bool) -> Result<CompactionReport, StorageError> {
@@ -594,13 +813,14 @@ impl Storage for FileStorage {
                 SEGMENT_HEADER_BYTES,
                 &segment_name(number),
                 false,
-                &mut |record| {
+                &mut |record, _, _| {
                     records.push(record);
                     Ok(())
                 },
             )?;
             let mut rewritten = bytes[..SEGMENT_HEADER_BYTES].to_vec();
             let mut erased = 0;
+            let mut relocated = Vec::new();
             for record in records {
                 let record = match record {
                     LogRecord::Event(event) if !is_live(event.position) => {
@@ -615,7 +835,23 @@ impl Storage for FileStorage {
                     }
                     record => record,
                 };
+                let offset = rewritten.len();
                 encode_record(&record, &mut rewritten)?;
+                if let Some((position, erased)) = record_position(&record) {
+                    let length = if erased {
+                        0
+                    } else {
+                        (rewritten.len() - offset) as u32
+                    };
+                    relocated.push((
+                        position,
+                        Location {
+                            segment: number,
+                            offset: offset as u64,
+                            length,
+                        },
+                    ));
+                }
             }
             if erased == 0 {
                 continue;
@@ -629,8 +865,21 @@ impl Storage for FileStorage {
             file.write_all(&rewritten)
                 .and_then(|()| file.sync_all())
                 .map_err(io_error(format!("writing {}", temporary.display())))?;
-            fs::rename(&temporary, &path)
-                .map_err(io_error(format!("replacing {}", path.display())))?;
+            // Readers switch to the new file and locations at once, under the index lock; a
+            // reader still holding the old handle reads the old (still valid) file.
+            let reopened = File::open(&temporary)
+                .map_err(io_error(format!("opening {}", temporary.display())))?;
+            {
+                let mut index = self.reader.index_mut();
+                fs::rename(&temporary, &path)
+                    .map_err(io_error(format!("replacing {}", path.display())))?;
+                index.files.insert(number, Arc::new(reopened));
+                for (position, location) in relocated {
+                    if let Some(slot) = index.locations.get_mut(position as usize) {
+                        *slot = location;
+                    }
+                }
+            }
             sync_directory(&self.directory)?;
             report.segments_rewritten += 1;
             report.events_erased += erased;

@@ -25,8 +25,8 @@ use crate::event::{
 };
 use crate::log::{CommandError, EventLog, LogRecord, ReadError};
 use crate::storage::{
-    CompactionReport, FileOptions, FileStorage, MemoryStorage, RecoveryReport, Storage,
-    StorageError, encode_record,
+    CompactionReport, EventReader, EventSpan, FileOptions, FileStorage, MemoryStorage,
+    RecoveryReport, Storage, StorageError, encode_record,
 };
 
 /// Largest clock offset assumed between the machines whose clocks stamp events (250 ms).
@@ -118,12 +118,36 @@ impl ReadOptions {
     }
 }
 
+/// Tuning of an [`EventStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Segment files.
+    pub file: FileOptions,
+    /// Most recent events kept in memory; older ones are read back from disk when asked for
+    /// (ignored by storages that cannot read back, such as [`MemoryStorage`]).
+    pub resident_events_max: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            file: FileOptions::default(),
+            resident_events_max: 100_000,
+        }
+    }
+}
+
+/// How often (in positions) recovery evicts old events from memory while replaying.
+const RECOVERY_EVICTION_INTERVAL: u64 = 4096;
+
 /// State behind the state lock.
 struct Shared {
     log: EventLog,
     clock: HybridClock,
     /// Encoded records decided but not yet written.
     pending: Vec<u8>,
+    /// Where the event records lie in `pending`.
+    pending_spans: Vec<EventSpan>,
     /// Commands whose records were queued, counted since open.
     queued_sequence: u64,
     /// Commands whose records are durable.
@@ -144,6 +168,10 @@ struct Inner {
     /// Signalled whenever a group becomes durable (`visible_end` grows) or the store fails.
     visible_changed: Condvar,
     recovery: RecoveryReport,
+    /// Reads evicted events back from storage, if the storage can.
+    reader: Option<Arc<dyn EventReader>>,
+    /// Events kept resident behind the durable head (when `reader` is set).
+    resident_events_max: u64,
 }
 
 /// Fails the store if the thread writing a group unwinds before finishing.
@@ -205,15 +233,16 @@ fn physical_now_ns() -> u64 {
 impl EventStore {
     /// Opens (or creates) a durable store in `directory`, recovering from any crash.
     pub fn open(directory: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with(directory, FileOptions::default())
+        Self::open_with(directory, StoreOptions::default())
     }
 
-    /// Opens a durable store with explicit file options.
+    /// Opens a durable store with explicit options.
     pub fn open_with(
         directory: impl AsRef<Path>,
-        options: FileOptions,
+        options: StoreOptions,
     ) -> Result<Self, StoreError> {
-        Self::with_storage(Box::new(FileStorage::open(directory, options)?))
+        let storage = FileStorage::open(directory, options.file.clone())?;
+        Self::with_storage_options(Box::new(storage), &options)
     }
 
     /// A store held in memory only (tests, examples, simulation).
@@ -226,9 +255,31 @@ impl EventStore {
     }
 
     /// A store over any storage, replaying what it holds.
-    pub fn with_storage(mut storage: Box<dyn Storage>) -> Result<Self, StoreError> {
+    pub fn with_storage(storage: Box<dyn Storage>) -> Result<Self, StoreError> {
+        Self::with_storage_options(storage, &StoreOptions::default())
+    }
+
+    /// A store over any storage with explicit options (the file options are not used).
+    pub fn with_storage_options(
+        mut storage: Box<dyn Storage>,
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let reader = storage.event_reader();
+        let resident_events_max = options.resident_events_max;
         let mut log = EventLog::new();
-        let recovery = storage.recover(&mut |record| log.restore(record))?;
+        let mut evicted_at = 0;
+        let recovery = storage.recover(&mut |record| {
+            log.restore(record)?;
+            let next = log.next_position();
+            if reader.is_some() && next >= evicted_at + RECOVERY_EVICTION_INTERVAL {
+                log.evict_before(next.saturating_sub(resident_events_max));
+                evicted_at = next;
+            }
+            Ok(())
+        })?;
+        if reader.is_some() {
+            log.evict_before(log.next_position().saturating_sub(resident_events_max));
+        }
         let mut clock = HybridClock::new(MAX_CLOCK_OFFSET_NS);
         // Never stamp an event earlier than one already recorded, even if the wall clock went back.
         let last = log.last_timestamp();
@@ -238,6 +289,7 @@ impl EventStore {
             log,
             clock,
             pending: Vec::new(),
+            pending_spans: Vec::new(),
             queued_sequence: 0,
             durable_sequence: 0,
             visible_end,
@@ -251,6 +303,8 @@ impl EventStore {
                 storage: Mutex::new(storage),
                 visible_changed: Condvar::new(),
                 recovery,
+                reader,
+                resident_events_max,
             }),
         })
     }
@@ -338,7 +392,17 @@ impl EventStore {
             return Ok(state.queued_sequence);
         }
         for record in records {
-            if let Err(error) = encode_record(record, &mut state.pending) {
+            let offset = state.pending.len();
+            let encoded = encode_record(record, &mut state.pending);
+            if let (Ok(()), LogRecord::Event(event)) = (&encoded, record) {
+                let length = state.pending.len() - offset;
+                state.pending_spans.push(EventSpan {
+                    position: event.position,
+                    offset,
+                    length,
+                });
+            }
+            if let Err(error) = encoded {
                 // The log already applied the record; the store cannot stay consistent.
                 state.failed = Some(error.to_string());
                 return Err(error.into());
@@ -371,6 +435,7 @@ impl EventStore {
             state.writing = true;
             let shared = &mut *state;
             let bytes = std::mem::replace(&mut shared.pending, std::mem::take(&mut shared.spare));
+            let spans = std::mem::take(&mut shared.pending_spans);
             let (sequence, visible_end) = (state.queued_sequence, state.log.next_position());
             drop(state);
             // If the storage panics mid-write, the guard fails the store and wakes the waiters
@@ -379,7 +444,7 @@ impl EventStore {
                 store: self,
                 armed: true,
             };
-            let written = self.write_group(&bytes);
+            let written = self.write_group(&bytes, &spans);
             guard.disarm();
             state = self.state();
             state.writing = false;
@@ -387,6 +452,10 @@ impl EventStore {
                 Ok(()) => {
                     state.durable_sequence = sequence;
                     state.visible_end = visible_end;
+                    if self.inner.reader.is_some() {
+                        let keep_from = visible_end.saturating_sub(self.inner.resident_events_max);
+                        state.log.evict_before(keep_from);
+                    }
                     let mut spare = bytes;
                     spare.clear();
                     state.spare = spare;
@@ -401,13 +470,13 @@ impl EventStore {
         }
     }
 
-    fn write_group(&self, bytes: &[u8]) -> Result<(), StorageError> {
+    fn write_group(&self, bytes: &[u8], spans: &[EventSpan]) -> Result<(), StorageError> {
         let mut storage = self
             .inner
             .storage
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        storage.write_durable(bytes)
+        storage.write_durable(bytes, spans)
     }
 
     /// Reads events of `stream`; a stream that never existed reads as empty.
@@ -416,30 +485,38 @@ impl EventStore {
         stream: &str,
         options: ReadOptions,
     ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-        let state = self.state();
         let ReadOptions {
             direction,
             from,
             max_count,
             as_of,
         } = options;
-        Ok(state
-            .log
-            .read_stream(stream, direction, from, max_count, as_of, state.visible_end)?)
+        let state = self.state();
+        let positions = state.log.read_stream_positions(
+            stream,
+            direction,
+            from,
+            max_count,
+            as_of,
+            state.visible_end,
+        )?;
+        self.resolve(state, positions)
     }
 
     /// Reads events of `$all`, every stream interleaved in commit order.
     pub fn read_all(&self, options: ReadOptions) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
-        let state = self.state();
         let ReadOptions {
             direction,
             from,
             max_count,
             as_of,
         } = options;
-        Ok(state
-            .log
-            .read_all(direction, from, max_count, as_of, state.visible_end)?)
+        let state = self.state();
+        let positions =
+            state
+                .log
+                .read_all_positions(direction, from, max_count, as_of, state.visible_end)?;
+        self.resolve(state, positions)
     }
 
     /// Reads a page of `$all` forwards from `from` together with the head position the read saw,
@@ -450,14 +527,49 @@ impl EventStore {
         max_count: usize,
     ) -> Result<(Vec<Arc<RecordedEvent>>, u64), StoreError> {
         let state = self.state();
-        let page = state.log.read_all(
-            Direction::Forwards,
-            Some(from),
-            max_count,
-            None,
-            state.visible_end,
-        )?;
-        Ok((page, state.visible_end))
+        let head = state.visible_end;
+        let positions =
+            state
+                .log
+                .read_all_positions(Direction::Forwards, Some(from), max_count, None, head)?;
+        Ok((self.resolve(state, positions)?, head))
+    }
+
+    /// Turns positions into events: resident ones from memory (under the lock), evicted ones from
+    /// storage (after releasing it, so disk reads never hold up appends). An event erased between
+    /// the two steps (a concurrent deletion and compaction) is left out.
+    fn resolve(
+        &self,
+        state: MutexGuard<'_, Shared>,
+        positions: Vec<u64>,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let resident: Vec<Option<Arc<RecordedEvent>>> = positions
+            .iter()
+            .map(|&position| state.log.event_at(position).cloned())
+            .collect();
+        drop(state);
+        let missing: Vec<u64> = positions
+            .iter()
+            .zip(&resident)
+            .filter(|(_, event)| event.is_none())
+            .map(|(&position, _)| position)
+            .collect();
+        if missing.is_empty() {
+            return Ok(resident.into_iter().flatten().collect());
+        }
+        let Some(reader) = &self.inner.reader else {
+            // Without a reader nothing is ever evicted, so a miss was deleted meanwhile.
+            return Ok(resident.into_iter().flatten().collect());
+        };
+        let mut fetched = reader.read_events(&missing)?.into_iter();
+        let mut out = Vec::with_capacity(positions.len());
+        for event in resident {
+            match event {
+                Some(event) => out.push(event),
+                None => out.extend(fetched.next().flatten()),
+            }
+        }
+        Ok(out)
     }
 
     /// The stream's current revision as the log decided it (including appends still being made
@@ -474,6 +586,12 @@ impl EventStore {
     /// Number of events present (not deleted), including appends in flight.
     pub fn live_event_count(&self) -> u64 {
         self.state().log.live_event_count()
+    }
+
+    /// Number of events held in memory (bounded by `StoreOptions::resident_events_max` when the
+    /// storage can read events back).
+    pub fn resident_event_count(&self) -> u64 {
+        self.state().log.resident_event_count()
     }
 
     /// Names of every stream ever written, in order.

@@ -480,8 +480,12 @@ fn truncate_and_tombstone_then_compaction_removes_the_bytes() {
 #[test]
 fn torn_tail_is_cut_and_corruption_elsewhere_refuses_to_open() {
     let directory = tempfile::tempdir().expect("tempdir");
-    let options = FileOptions {
-        segment_size_bytes: 400,
+    // Tiny segments, and nothing kept in memory: every read goes to disk.
+    let options = events::StoreOptions {
+        file: FileOptions {
+            segment_size_bytes: 400,
+        },
+        resident_events_max: 0,
     };
     {
         let store = EventStore::open_with(directory.path(), options.clone()).expect("open");
@@ -571,8 +575,18 @@ fn backwards_read_of_all_skips_deleted_events() {
 /// follows live; both must see every position exactly once, in order, with no gap.
 #[test]
 fn readers_after_a_position_never_miss_later_commits() {
+    for resident_events_max in [100_000, 5] {
+        readers_never_miss_with(resident_events_max);
+    }
+}
+
+fn readers_never_miss_with(resident_events_max: u64) {
     let directory = tempfile::tempdir().expect("tempdir");
-    let store = EventStore::open(directory.path()).expect("open");
+    let options = events::StoreOptions {
+        resident_events_max,
+        ..Default::default()
+    };
+    let store = EventStore::open_with(directory.path(), options).expect("open");
     let writers = 8_u64;
     let appends_per_writer = 60_u64;
     let total: u64 = (0..appends_per_writer)
@@ -676,7 +690,11 @@ impl events::Storage for FailingStorage {
         self.inner.recover(visit)
     }
 
-    fn write_durable(&mut self, records: &[u8]) -> Result<(), StorageError> {
+    fn write_durable(
+        &mut self,
+        records: &[u8],
+        events: &[events::EventSpan],
+    ) -> Result<(), StorageError> {
         if self.writes_left == 0 {
             assert!(!self.panic_instead, "simulated storage panic");
             return Err(StorageError::Io {
@@ -685,7 +703,7 @@ impl events::Storage for FailingStorage {
             });
         }
         self.writes_left -= 1;
-        self.inner.write_durable(records)
+        self.inner.write_durable(records, events)
     }
 
     fn compact(
@@ -726,4 +744,111 @@ fn a_failed_fsync_stops_the_store_and_hides_the_unacknowledged_event() {
             Err(StoreError::Failed(_))
         ));
     }
+}
+
+/// Goal: events evicted from memory read back from disk exactly as they were written, through
+/// every read path, across truncation, compaction (which moves records) and reopening.
+/// Method: the same workload on a store that keeps everything resident and one that keeps 3 events.
+#[test]
+fn evicted_events_read_back_from_disk_identically() {
+    let workload = |store: &EventStore| {
+        for index in 0..60 {
+            let batch = (0..1 + index % 3)
+                .map(|part| note(&format!("{index}.{part}")))
+                .collect();
+            store
+                .append(&format!("s{}", index % 4), ExpectedVersion::Any, batch)
+                .expect("append");
+        }
+    };
+    let snapshot = |store: &EventStore| {
+        let mut reads = vec![
+            store.read_all(ReadOptions::forwards()).expect("all"),
+            store
+                .read_all(ReadOptions::backwards().from(70).max_count(25))
+                .expect("all back"),
+            store
+                .read_all(ReadOptions::forwards().as_of(AsOf::Position(40)))
+                .expect("as of"),
+        ];
+        for stream in ["s0", "s1", "s3"] {
+            reads.push(
+                store
+                    .read_stream(stream, ReadOptions::forwards().from(2).max_count(9))
+                    .expect("stream"),
+            );
+            reads.push(
+                store
+                    .read_stream(stream, ReadOptions::backwards())
+                    .expect("stream back"),
+            );
+        }
+        let mut subscription = store.subscribe_all(SubscriptionStart::After(10));
+        reads.push(subscription.drain().expect("subscription"));
+        if let Ok(s2) = store.read_stream("s2", ReadOptions::forwards()) {
+            reads.push(s2);
+        }
+        // Ids and commit times differ between the two stores; compare what each event says.
+        reads
+            .iter()
+            .map(|read| {
+                read.iter()
+                    .map(|event| {
+                        format!(
+                            "{}@{}#{}:{}",
+                            event.stream,
+                            event.revision,
+                            event.position,
+                            texts(std::slice::from_ref(event))[0]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let resident_directory = tempfile::tempdir().expect("tempdir");
+    let evicting_directory = tempfile::tempdir().expect("tempdir");
+    let small_segments = FileOptions {
+        segment_size_bytes: 2048,
+    };
+    let resident_options = events::StoreOptions {
+        file: small_segments.clone(),
+        resident_events_max: u64::MAX,
+    };
+    let evicting_options = events::StoreOptions {
+        file: small_segments,
+        resident_events_max: 3,
+    };
+    let resident =
+        EventStore::open_with(resident_directory.path(), resident_options.clone()).expect("open");
+    let evicting =
+        EventStore::open_with(evicting_directory.path(), evicting_options.clone()).expect("open");
+    workload(&resident);
+    workload(&evicting);
+    assert_eq!(resident.resident_event_count(), 120);
+    assert_eq!(
+        evicting.resident_event_count(),
+        3,
+        "older events live on disk only"
+    );
+    assert_eq!(snapshot(&evicting), snapshot(&resident));
+    assert_eq!(snapshot(&evicting)[0].len(), 120);
+    for store in [&resident, &evicting] {
+        store.truncate_before("s1", 7).expect("truncate");
+        store
+            .tombstone("s2", ExpectedVersion::Any)
+            .expect("tombstone");
+        let report = store.compact().expect("compact");
+        assert!(report.events_erased > 0 && report.segments_rewritten > 0);
+    }
+    assert_eq!(snapshot(&evicting), snapshot(&resident));
+    drop((resident, evicting));
+    let resident =
+        EventStore::open_with(resident_directory.path(), resident_options).expect("reopen");
+    let evicting =
+        EventStore::open_with(evicting_directory.path(), evicting_options).expect("reopen");
+    assert!(evicting.resident_event_count() <= 3, "recovery evicts too");
+    let expected = snapshot(&resident);
+    assert_eq!(snapshot(&evicting), expected);
+    assert!(!expected[0].is_empty());
 }
