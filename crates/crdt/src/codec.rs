@@ -16,7 +16,7 @@ use thiserror::Error;
 /// Most out-of-order dots one decoded value may hold in its causal contexts. Runs let a few bytes
 /// stand for many dots; this fixed cap (not one proportional to the input, so that a value always
 /// decodes from its own re-encoding) stops a 20-byte input from asking for 2^60 of them.
-pub const MAX_CONTEXT_CLOUD_DOTS: u64 = 1 << 20;
+pub const MAX_CONTEXT_CLOUD_DOTS: u64 = 1 << 18;
 
 /// The encoding version this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;

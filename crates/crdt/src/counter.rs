@@ -117,31 +117,92 @@ impl Crdt for GCounter {
     }
 }
 
+/// Layout: `[mode]` then either `0`: `[entry count] ([replica gap] [count])*`, or `1` for dense
+/// replica ids: `[run count] ([replica gap] [run length - 1] [count]*)*` where a run is a stretch
+/// of consecutive replica ids. The writer picks whichever is shorter.
 impl Encode for GCounter {
     fn encode(&self, writer: &mut Writer) {
-        writer.varint(self.counts.len() as u64);
-        let mut previous = None;
-        for &(replica, count) in &self.counts {
-            write_replica_gap(writer, previous, replica);
-            writer.varint(count);
-            previous = Some(replica);
+        let runs = self.id_runs();
+        if runs.len() * 2 > self.counts.len() {
+            writer.byte(0);
+            writer.varint(self.counts.len() as u64);
+            let mut previous = None;
+            for &(replica, count) in &self.counts {
+                write_replica_gap(writer, previous, replica);
+                writer.varint(count);
+                previous = Some(replica);
+            }
+            return;
         }
+        writer.byte(1);
+        writer.varint(runs.len() as u64);
+        let mut previous = None;
+        for run in runs {
+            let entries = &self.counts[run];
+            write_replica_gap(writer, previous, entries[0].0);
+            writer.varint((entries.len() - 1) as u64);
+            for &(_, count) in entries {
+                writer.varint(count);
+            }
+            previous = entries.last().map(|entry| entry.0);
+        }
+    }
+}
+
+impl GCounter {
+    /// Index ranges of maximal stretches of consecutive replica ids.
+    fn id_runs(&self) -> Vec<std::ops::Range<usize>> {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for index in 1..=self.counts.len() {
+            if index == self.counts.len() || self.counts[index].0 != self.counts[index - 1].0 + 1 {
+                runs.push(start..index);
+                start = index;
+            }
+        }
+        runs
     }
 }
 
 impl Decode for GCounter {
     fn decode(reader: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let length = reader.count(2)?;
-        let mut counts = Vec::with_capacity(length);
+        let mut counts = Vec::new();
         let mut previous = None;
-        for _ in 0..length {
-            let replica = read_replica_gap(reader, previous)?;
+        let mut push = |reader: &mut Reader<'_>, replica: ReplicaId| -> Result<(), DecodeError> {
             let count = reader.varint()?;
             if count == 0 {
                 return Err(reader.invalid("zero count stored"));
             }
             counts.push((replica, count));
-            previous = Some(replica);
+            Ok(())
+        };
+        match reader.byte()? {
+            0 => {
+                let length = reader.count(2)?;
+                for _ in 0..length {
+                    let replica = read_replica_gap(reader, previous)?;
+                    push(reader, replica)?;
+                    previous = Some(replica);
+                }
+            }
+            1 => {
+                let runs = reader.count(3)?;
+                for _ in 0..runs {
+                    let first = read_replica_gap(reader, previous)?;
+                    let extra = reader.varint()?;
+                    if extra >= reader.remaining() as u64 {
+                        return Err(reader.invalid("run longer than the input"));
+                    }
+                    let last = first
+                        .checked_add(extra)
+                        .ok_or_else(|| reader.invalid("replica id overflows"))?;
+                    for replica in first..=last {
+                        push(reader, replica)?;
+                    }
+                    previous = Some(last);
+                }
+            }
+            _ => return Err(reader.invalid("unknown counter layout")),
         }
         Ok(Self { counts })
     }
@@ -322,6 +383,22 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.value(), 9);
         assert_eq!(a.count_of(1), 5);
+    }
+
+    #[test]
+    fn dense_replica_ids_encode_as_runs_and_sparse_ones_as_gaps() {
+        let mut dense = GCounter::new();
+        let mut sparse = GCounter::new();
+        for replica in 0..1_000u64 {
+            dense.increment(replica, 3);
+            sparse.increment(replica.wrapping_mul(0x9e37_79b9_7f4a_7c15), 3);
+        }
+        let dense_bytes = dense.to_bytes();
+        assert!(dense_bytes.len() < 1_010, "{}", dense_bytes.len());
+        assert_eq!(GCounter::from_bytes(&dense_bytes).unwrap(), dense);
+        let sparse_bytes = sparse.to_bytes();
+        assert_eq!(sparse_bytes[2], 0, "sparse ids use the gap layout");
+        assert_eq!(GCounter::from_bytes(&sparse_bytes).unwrap(), sparse);
     }
 
     #[test]

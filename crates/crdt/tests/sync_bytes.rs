@@ -80,3 +80,17 @@ fn in_sync_replicas_exchange_almost_nothing() {
     assert!(answer < 64, "reply to an up-to-date peer is {answer} bytes");
     assert!(request < 2_048, "request is {request} bytes");
 }
+
+#[test]
+fn a_far_behind_replica_catches_up_in_one_round() {
+    let responder = shared_history();
+    for seen in [0, 10, 90_000] {
+        let mut requester: OrSet<u64> = OrSet::new();
+        for element in 0..seen {
+            requester.add(1, element);
+        }
+        let (_, answer) = round(&mut requester, &responder);
+        assert_eq!(requester, responder, "after a round from {seen} dots seen");
+        assert!(answer <= responder.to_bytes().len() + 16, "{answer} bytes");
+    }
+}
