@@ -78,7 +78,7 @@ pub use replica::{
     AppliedEntry, Effect, Input, PersistRequest, PersistToken, RaftError, RecoveredState, Replica,
     Role,
 };
-pub use storage::{MemoryStorage, Storage, StorageError};
+pub use storage::{KeyWrite, MemoryStorage, RecordKeys, Storage, StorageError};
 pub use types::{
     ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
     Term,

@@ -104,14 +104,16 @@ impl Replay {
         }
     }
 
-    /// One record describing the whole state (used to compact after a snapshot).
+    /// One record describing the whole state (used to compact after a snapshot). Replayed after
+    /// any earlier records it yields exactly this state: `log_from` always replaces the whole log.
     pub(crate) fn checkpoint(&self) -> PersistRequest {
         let entries: Vec<Entry> = self.entries.values().cloned().collect();
+        let first = self.snapshot.as_ref().map_or(1, |s| s.meta.index + 1);
         PersistRequest {
             token: 0,
             hard_state: Some(self.hard_state),
             snapshot: self.snapshot.clone(),
-            log_from: entries.first().map(|e| e.index),
+            log_from: Some(entries.first().map_or(first, |e| e.index.min(first))),
             entries,
         }
     }
@@ -176,5 +178,86 @@ impl Storage for MemoryStorage {
     fn load(&self) -> Result<RecoveredState, StorageError> {
         let (replay, corrupted) = Replay::from_bytes(&self.durable);
         Ok(replay.into_recovered(corrupted))
+    }
+}
+
+/// One key-value disk write: `(key, Some(bytes))` stores, `(key, None)` deletes.
+pub type KeyWrite = (String, Option<Vec<u8>>);
+
+/// Maps persist requests onto a key-value disk such as the simulator's (`key -> bytes`, each key
+/// write atomic, durability in write order). Each request becomes one framed record under an
+/// increasing key, so it is atomic; a request carrying a snapshot is followed by one checkpoint
+/// record and the deletion of every older record, which bounds the disk. Pure: it returns the
+/// writes, the driver performs them in order and acknowledges the request once its last write is
+/// durable.
+#[derive(Clone, Debug, Default)]
+pub struct RecordKeys {
+    mirror: Replay,
+    next_key: u64,
+    live_keys: Vec<u64>,
+}
+
+impl RecordKeys {
+    /// Prefix of every key this layout writes.
+    pub const PREFIX: &'static str = "raft/record/";
+
+    fn key(number: u64) -> String {
+        format!("{}{number:020}", Self::PREFIX)
+    }
+
+    /// Rebuilds the layout and the durable state from the stored `(key, bytes)` pairs under
+    /// [`Self::PREFIX`] (any order; other keys are ignored). A record failing its checksum ends
+    /// the replay and sets `RecoveredState::corrupted`.
+    pub fn recover<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    ) -> (Self, RecoveredState) {
+        let mut records: Vec<(u64, &[u8])> = pairs
+            .into_iter()
+            .filter_map(|(key, bytes)| {
+                key.strip_prefix(Self::PREFIX)?
+                    .parse()
+                    .ok()
+                    .map(|n| (n, bytes))
+            })
+            .collect();
+        records.sort_unstable_by_key(|(number, _)| *number);
+        let mut layout = Self::default();
+        let mut corrupted = false;
+        for (number, bytes) in records {
+            layout.next_key = layout.next_key.max(number + 1);
+            layout.live_keys.push(number);
+            if corrupted {
+                continue;
+            }
+            match codec::decode_frame::<PersistRequest>(bytes) {
+                Ok((request, used)) if used == bytes.len() => layout.mirror.apply(request),
+                _ => corrupted = true,
+            }
+        }
+        let recovered = layout.mirror.clone().into_recovered(corrupted);
+        (layout, recovered)
+    }
+
+    /// The key-value writes (`None` deletes) that make `request` durable, in order.
+    pub fn writes(&mut self, request: &PersistRequest) -> Result<Vec<KeyWrite>, CodecError> {
+        let frame = codec::encode_frame(request)?;
+        self.mirror.apply(request.clone());
+        let mut writes = vec![(Self::key(self.next_key), Some(frame))];
+        self.live_keys.push(self.next_key);
+        self.next_key += 1;
+        if request.snapshot.is_some() {
+            // Checkpoint first (atomic), then drop the history it supersedes: a crash between the
+            // deletions leaves older records whose replay the checkpoint overrides.
+            writes.push((
+                Self::key(self.next_key),
+                Some(codec::encode_frame(&self.mirror.checkpoint())?),
+            ));
+            for old in std::mem::take(&mut self.live_keys) {
+                writes.push((Self::key(old), None));
+            }
+            self.live_keys.push(self.next_key);
+            self.next_key += 1;
+        }
+        Ok(writes)
     }
 }
