@@ -40,7 +40,8 @@ fn run_for(
     (total.load(Ordering::Relaxed), started.elapsed())
 }
 
-fn bench_store(directory: &Path, writers: usize, batch: usize, duration: Duration) -> f64 {
+/// Events per second, and `fsync`s per second (one per group commit).
+fn bench_store(directory: &Path, writers: usize, batch: usize, duration: Duration) -> (f64, f64) {
     let store = EventStore::open(directory).expect("open store");
     let (events, elapsed) = run_for(duration, writers, |writer, stop| {
         let stream = format!("writer-{writer}");
@@ -58,7 +59,11 @@ fn bench_store(directory: &Path, writers: usize, batch: usize, duration: Duratio
         }
         written
     });
-    events as f64 / elapsed.as_secs_f64()
+    let seconds = elapsed.as_secs_f64();
+    (
+        events as f64 / seconds,
+        store.durable_group_count() as f64 / seconds,
+    )
 }
 
 fn open_sqlite(path: &Path) -> rusqlite::Connection {
@@ -157,6 +162,24 @@ fn bench_sqlite(
     events as f64 / elapsed.as_secs_f64()
 }
 
+/// Reads all of `$all` in pages; returns the events and data bytes read.
+fn read_everything(store: &EventStore) -> (u64, u64) {
+    let (mut count, mut bytes, mut cursor) = (0, 0, 0);
+    loop {
+        let page = store
+            .read_all(ReadOptions::forwards().from(cursor).max_count(4096))
+            .expect("read");
+        let Some(last) = page.last() else { break };
+        cursor = last.position + 1;
+        count += page.len() as u64;
+        bytes += page
+            .iter()
+            .map(|event| event.event.data.len() as u64)
+            .sum::<u64>();
+    }
+    (count, bytes)
+}
+
 fn main() {
     let seconds: f64 = std::env::var("EVENTS_BENCH_SECONDS")
         .ok()
@@ -166,15 +189,15 @@ fn main() {
     let root = tempfile::tempdir().expect("tempdir");
     println!("disk: {} ({}s per case)", root.path().display(), seconds);
     println!(
-        "{:>8} {:>6} {:>15} {:>15} {:>15} {:>8}",
-        "writers", "batch", "store ev/s", "sqlite conn/wr", "sqlite shared", "ratio"
+        "{:>8} {:>6} {:>15} {:>10} {:>15} {:>15} {:>8}",
+        "writers", "batch", "store ev/s", "fsync/s", "sqlite conn/wr", "sqlite shared", "ratio"
     );
     let mut largest = (0.0, root.path().join("none"));
     let mut largest_sqlite = (0.0, root.path().join("none"));
     for batch in BATCH_SIZES {
         for writers in WRITER_COUNTS {
             let directory = root.path().join(format!("store-{writers}-{batch}"));
-            let store_rate = bench_store(&directory, writers, batch, duration);
+            let (store_rate, fsync_rate) = bench_store(&directory, writers, batch, duration);
             let sqlite_path = root.path().join(format!("sqlite-{writers}-{batch}.db"));
             let per_writer = bench_sqlite(
                 &sqlite_path,
@@ -201,7 +224,7 @@ fn main() {
             // The ratio is against the better of the two SQLite setups.
             let ratio = store_rate / per_writer.max(shared);
             println!(
-                "{writers:>8} {batch:>6} {store_rate:>15.0} {per_writer:>15.0} {shared:>15.0} {ratio:>7.1}x"
+                "{writers:>8} {batch:>6} {store_rate:>15.0} {fsync_rate:>10.0} {per_writer:>15.0} {shared:>15.0} {ratio:>7.1}x"
             );
             if store_rate > largest.0 {
                 largest = (store_rate, directory);
@@ -210,32 +233,27 @@ fn main() {
     }
 
     // Read throughput over the largest store: recovery (scan + checksum + decode from disk), then
-    // `$all` reads from the open store.
-    let started = Instant::now();
-    let store = EventStore::open(&largest.1).expect("reopen");
-    let recovery = started.elapsed();
-    let count = store.recovery_report().record_count;
-    let started = Instant::now();
-    let mut read_bytes = 0_u64;
-    let mut cursor = 0;
-    loop {
-        let page = store
-            .read_all(ReadOptions::forwards().from(cursor).max_count(4096))
-            .expect("read");
-        let Some(last) = page.last() else { break };
-        cursor = last.position + 1;
-        read_bytes += page
-            .iter()
-            .map(|event| event.event.data.len() as u64)
-            .sum::<u64>();
+    // all of `$all` read back from the segment files (nothing resident) and from memory.
+    for (label, resident_events_max) in [("from disk", 0), ("from memory", u64::MAX)] {
+        let options = events::StoreOptions {
+            resident_events_max,
+            ..Default::default()
+        };
+        let started = Instant::now();
+        let store = EventStore::open_with(&largest.1, options).expect("reopen");
+        let recovery = started.elapsed();
+        let count = store.recovery_report().record_count;
+        let started = Instant::now();
+        let (read_count, read_bytes) = read_everything(&store);
+        let reading = started.elapsed();
+        assert_eq!(read_count, count, "every event read");
+        assert!(read_bytes > count, "every event read has its data");
+        println!(
+            "read {label}: {count} events; open+recover {:.0} events/s; read $all {:.0} events/s",
+            count as f64 / recovery.as_secs_f64(),
+            count as f64 / reading.as_secs_f64()
+        );
     }
-    let reading = started.elapsed();
-    assert!(read_bytes > count, "every event read has its data");
-    println!(
-        "read: {count} events; open+recover {:.0} events/s; read $all {:.0} events/s",
-        count as f64 / recovery.as_secs_f64(),
-        count as f64 / reading.as_secs_f64()
-    );
     let sqlite = rusqlite::Connection::open(&largest_sqlite.1).expect("open");
     let started = Instant::now();
     let mut statement = sqlite

@@ -152,6 +152,8 @@ struct Shared {
     queued_sequence: u64,
     /// Commands whose records are durable.
     durable_sequence: u64,
+    /// Groups written (one `fsync` each) since open.
+    group_count: u64,
     /// Positions below this are durable and visible to readers.
     visible_end: u64,
     /// Set after a storage failure.
@@ -292,6 +294,7 @@ impl EventStore {
             pending_spans: Vec::new(),
             queued_sequence: 0,
             durable_sequence: 0,
+            group_count: 0,
             visible_end,
             failed: None,
             writing: false,
@@ -452,6 +455,7 @@ impl EventStore {
                 Ok(()) => {
                     state.durable_sequence = sequence;
                     state.visible_end = visible_end;
+                    state.group_count += 1;
                     if self.inner.reader.is_some() {
                         let keep_from = visible_end.saturating_sub(self.inner.resident_events_max);
                         state.log.evict_before(keep_from);
@@ -586,6 +590,12 @@ impl EventStore {
     /// Number of events present (not deleted), including appends in flight.
     pub fn live_event_count(&self) -> u64 {
         self.state().log.live_event_count()
+    }
+
+    /// Groups written since open, each with one `fsync`: appends divided by this is the group
+    /// commit's batching factor.
+    pub fn durable_group_count(&self) -> u64 {
+        self.state().group_count
     }
 
     /// Number of events held in memory (bounded by `StoreOptions::resident_events_max` when the
