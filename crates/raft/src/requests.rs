@@ -133,7 +133,9 @@ impl<M: StateMachine> Replica<M> {
         // Otherwise (B6) the read waits until the no-op of this term commits.
         let needs_round = read.read_index.is_some() && !read.confirmed;
         self.pending_reads.push(read);
-        if needs_round {
+        // Batching: while a round is in flight, new reads wait for the next one, started when it
+        // completes (or by the next heartbeat), so a burst of reads costs one round per RTT.
+        if needs_round && !self.read_round_in_flight() {
             self.broadcast_heartbeat();
         }
         self.serve_ready_reads();
@@ -190,7 +192,23 @@ impl<M: StateMachine> Replica<M> {
                 read.confirmed = true;
             }
         }
+        let current = self.heartbeat_seq;
+        let waiting = self
+            .pending_reads
+            .iter()
+            .any(|r| !r.confirmed && r.read_index.is_some() && r.heartbeat_seq > current);
+        if waiting && !self.read_round_in_flight() {
+            self.broadcast_heartbeat(); // re-enters once; the waiting reads are then in flight
+        }
         self.serve_ready_reads();
+    }
+
+    /// True while some read waits for a round that has already been sent.
+    fn read_round_in_flight(&self) -> bool {
+        let current = self.heartbeat_seq;
+        self.pending_reads
+            .iter()
+            .any(|r| !r.confirmed && r.read_index.is_some() && r.heartbeat_seq <= current)
     }
 
     /// Leader: answers confirmed reads once their read index is applied.

@@ -1013,3 +1013,36 @@ fn read_churn(seed: u64, lease_reads: bool) {
     }
     assert!(served >= 15, "seed {seed}: only {served} reads served");
 }
+
+#[test]
+fn read_index_rounds_are_batched_under_load() {
+    let mut network = Network::new(&[1, 2, 3], 15);
+    let leader = network.elect(2_000);
+    network.put(140, 1, "k", "v");
+    assert!(network.settle(2_000));
+    let appends_before = network.delivered.get("append").copied().unwrap_or(0);
+    for sequence in 1..=50 {
+        network.submit(
+            leader,
+            141,
+            sequence,
+            ClientOperation::Read {
+                query: raft::KvQuery::Get { key: "k".into() }.encode(),
+                consistency: ReadConsistency::Linearizable,
+            },
+        );
+    }
+    assert!(network.run_until(
+        200,
+        |n| n.replies.iter().filter(|(_, r)| r.client_id == 141).count() == 50
+    ));
+    let rounds = (network.delivered.get("append").copied().unwrap_or(0) - appends_before) / 2;
+    assert!(rounds <= 4, "50 reads took {rounds} confirmation rounds");
+    for sequence in 1..=50 {
+        let reply = network
+            .take_reply(141, sequence)
+            .expect("reply")
+            .expect("read");
+        assert_eq!(output(&reply), KvOutput::Value(Some(b"v".to_vec())));
+    }
+}
