@@ -119,6 +119,9 @@ impl fmt::Display for Counterexample {
             formatter,
             "  operations overlapping it, in invocation order (placed = took effect in that prefix):"
         )?;
+        if self.window.is_empty() {
+            writeln!(formatter, "    (none: nothing ran concurrently with it)")?;
+        }
         for entry in &self.window {
             let mark = if entry.placed { "placed " } else { "pending" };
             writeln!(formatter, "    [{mark}] {}", entry.operation)?;
