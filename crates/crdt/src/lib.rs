@@ -52,7 +52,7 @@ pub use counter::{CausalCounter, CounterStore, GCounter, PnCounter};
 pub use dot_store::{Causal, DotFun, DotSet, DotStore, PruneError};
 pub use flag::{DisableWinsFlag, DisableWinsStore, EnableWinsFlag, EnableWinsStore};
 pub use map::{LwwMap, MapStore, OrMap};
-pub use orset::{OrSet, SetStore};
+pub use orset::{Key, OrSet, SetStore};
 pub use register::{LwwRegister, MvRegister, MvStore};
 pub use set::{GSet, TwoPhaseSet};
 
