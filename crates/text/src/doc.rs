@@ -80,8 +80,8 @@ impl DeleteSpan {
 /// One step of local undo history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum UndoStep {
-    /// This replica inserted characters `[start, start+len)`.
-    Inserted { start: Iid, len: u32 },
+    /// This replica inserted characters `[start, start+len)`, ending at position `pos_end`.
+    Inserted { start: Iid, len: u32, pos_end: u64 },
     /// This replica deleted these characters (pieces in document order) with this text.
     Deleted {
         pieces: Vec<(Iid, u32)>,
@@ -106,6 +106,9 @@ pub struct Document {
     pub(crate) tree: Tree,
     /// Application order of every element (a causal order).
     pub(crate) log: Vec<LogSpan>,
+    /// Per agent: (first sequence number, index in `log`) of each of its log spans, so
+    /// operations since a version are found without walking the whole log.
+    log_index: Vec<Vec<(u32, u32)>>,
     /// Per agent, its deletions in sequence order.
     pub(crate) deletes: Vec<Vec<DeleteSpan>>,
     /// Remote operations waiting for dependencies.
@@ -129,6 +132,7 @@ impl Document {
             next_seq: Vec::new(),
             tree: Tree::default(),
             log: Vec::new(),
+            log_index: Vec::new(),
             deletes: Vec::new(),
             pending: Vec::new(),
             undo_steps: Vec::new(),
@@ -160,6 +164,7 @@ impl Document {
             agent_index,
             next_seq,
             tree,
+            log_index: Vec::new(),
             log,
             deletes,
             pending: Vec::new(),
@@ -168,7 +173,20 @@ impl Document {
             undo_limit: UNDO_LIMIT_DEFAULT,
         };
         doc.agent = doc.agent_for(replica);
+        for position in 0..doc.log.len() {
+            doc.index_log_span(position);
+        }
         doc
+    }
+
+    /// Adds log span `position` to the per-agent log index.
+    fn index_log_span(&mut self, position: usize) {
+        let span = self.log[position];
+        let agent = span.agent as usize;
+        if self.log_index.len() <= agent {
+            self.log_index.resize(agent + 1, Vec::new());
+        }
+        self.log_index[agent].push((span.seq, position as u32));
     }
 
     /// This replica's id.
@@ -243,6 +261,7 @@ impl Document {
             return;
         }
         self.log.push(LogSpan { agent, seq, len });
+        self.index_log_span(self.log.len() - 1);
     }
 
     /// Records a deletion span of `agent`, merging with the previous one when it continues it.
@@ -287,7 +306,12 @@ impl Document {
         if let Some((start, len)) = inserted
             && self.undo_limit > 0
         {
-            self.push_undo(UndoStep::Inserted { start, len });
+            let pos_end = pos + u64::from(len);
+            self.push_undo(UndoStep::Inserted {
+                start,
+                len,
+                pos_end,
+            });
         }
         Ok(())
     }
@@ -394,13 +418,26 @@ impl Document {
         } else {
             &mut self.redo_steps
         };
-        // Typing merges into one step: consecutive characters of one insertion run.
-        if let (Some(UndoStep::Inserted { start, len }), UndoStep::Inserted { start: s, len: l }) =
-            (steps.last_mut(), &step)
+        // Typing character by character is one step: a one-character insertion that continues
+        // the previous insertion's identifiers merges into it. Longer insertions stand alone.
+        if let (
+            Some(UndoStep::Inserted {
+                start,
+                len,
+                pos_end,
+            }),
+            UndoStep::Inserted {
+                start: s,
+                len: 1,
+                pos_end: p,
+            },
+        ) = (steps.last_mut(), &step)
             && start.agent == s.agent
             && start.seq + *len == s.seq
+            && *pos_end + 1 == *p
         {
-            *len += *l;
+            *len += 1;
+            *pos_end = *p;
             return;
         }
         if steps.len() >= self.undo_limit {
@@ -444,7 +481,7 @@ impl Document {
     /// Applies the inverse of `step` as new local operations; returns the inverse's inverse.
     fn revert(&mut self, step: UndoStep) -> Option<UndoStep> {
         match step {
-            UndoStep::Inserted { start, len } => {
+            UndoStep::Inserted { start, len, .. } => {
                 let mut pieces = Vec::new();
                 let mut text = String::new();
                 let mut seq = start.seq;
@@ -477,7 +514,11 @@ impl Document {
                 let (first, _) = *pieces.first()?;
                 let (pos, _) = self.tree.position_of(first)?;
                 let (start, len) = self.insert_inner(pos, &text).ok().flatten()?;
-                Some(UndoStep::Inserted { start, len })
+                Some(UndoStep::Inserted {
+                    start,
+                    len,
+                    pos_end: pos + u64::from(len),
+                })
             }
         }
     }
@@ -721,8 +762,24 @@ impl Document {
     /// version this replica has applied, or the union of such versions).
     pub fn ops_between(&mut self, since: &Version, until: Option<&Version>) -> Vec<Op> {
         let mut ops = Vec::new();
+        // Every element since `since` lies at or after the earliest log span holding an
+        // agent's first missing element.
+        let mut first = self.log.len();
+        for (agent, spans) in self.log_index.iter().enumerate() {
+            let known = since.get(self.agents[agent]);
+            let index = spans.partition_point(|&(seq, _)| u64::from(seq) <= known);
+            if let Some(&(_, position)) = spans.get(index.saturating_sub(1)) {
+                let span = self.log[position as usize];
+                let position = if u64::from(span.seq + span.len) > known {
+                    position
+                } else {
+                    spans.get(index).map_or(u32::MAX, |&(_, p)| p)
+                };
+                first = first.min(position as usize);
+            }
+        }
         let log = std::mem::take(&mut self.log);
-        for span in &log {
+        for span in log.iter().skip(first) {
             let replica = self.agents[span.agent as usize];
             let known = since.get(replica);
             let limit = until.map_or(u64::MAX, |u| u.get(replica));

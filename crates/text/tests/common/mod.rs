@@ -65,9 +65,11 @@ pub fn apply_patch(doc: &mut Document, (pos, deleted, inserted): &(u64, u64, Str
 pub fn concurrent_trace(seed: u64, agents: usize, txns: usize) -> (String, String) {
     let mut rng = Rng::new(seed);
     let mut docs: Vec<Document> = (0..agents).map(|a| Document::new(a as u64)).collect();
-    // Per agent: every transaction it has seen; per transaction: its ancestors.
-    let mut known: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); agents];
+    // Per agent: the heads (latest transactions) of what it has seen; per transaction: every
+    // transaction it was made on top of.
+    let mut heads: Vec<Vec<usize>> = vec![Vec::new(); agents];
     let mut ancestors: Vec<BTreeSet<usize>> = Vec::new();
+    let mut seen: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); agents];
     let mut entries = Vec::new();
     for index in 0..txns {
         let agent = rng.below(agents as u64) as usize;
@@ -82,28 +84,32 @@ pub fn concurrent_trace(seed: u64, agents: usize, txns: usize) -> (String, Strin
                     (&mut r[0], &mut l[other])
                 };
                 a.merge(b).expect("merge succeeds");
-                let theirs = known[other].clone();
-                known[agent].extend(theirs);
+                let theirs = seen[other].clone();
+                seen[agent].extend(theirs);
+                let mut union: Vec<usize> = heads[agent].iter().chain(&heads[other]).copied().collect();
+                union.sort_unstable();
+                union.dedup();
+                heads[agent] = union
+                    .iter()
+                    .copied()
+                    .filter(|t| !union.iter().any(|u| ancestors[*u].contains(t)))
+                    .collect();
             }
         }
-        let heads: Vec<usize> = known[agent]
-            .iter()
-            .copied()
-            .filter(|t| !known[agent].iter().any(|u| ancestors[*u].contains(t)))
-            .collect();
+        let parents = heads[agent].clone();
         let mut patches = Vec::new();
         for _ in 0..1 + rng.below(3) {
             let patch = random_patch(&mut rng, docs[agent].len());
             apply_patch(&mut docs[agent], &patch);
             patches.push(serde_json::json!([patch.0, patch.1, patch.2]));
         }
-        let mine = known[agent].clone();
-        ancestors.push(mine);
-        known[agent].insert(index);
+        ancestors.push(seen[agent].clone());
+        seen[agent].insert(index);
+        heads[agent] = vec![index];
         entries.push(serde_json::json!({
             "time": "2026-01-01T00:00:00.000Z",
             "agent": agent,
-            "parents": heads,
+            "parents": parents,
             "numChildren": 0,
             "patches": patches,
         }));
