@@ -229,11 +229,23 @@ fn b02_vote_released_only_after_hard_state_durable() {
 
 #[test]
 fn b02_crashes_before_sync_never_cause_double_votes() {
-    for seed in 0..8 {
-        let mut network = Network::new(&[1, 2, 3, 4, 5], 300 + seed);
+    // Goal: at most one granted vote per (voter, term) across crashes. Method: no pre-vote (more
+    // competing candidates per term), slow storage, and every voter that just granted a vote is
+    // crashed at once (often before its vote is synced), restarted, and the leader isolated often.
+    for seed in 0..16 {
+        let configs = [1, 2, 3, 4, 5]
+            .iter()
+            .map(|&id| RaftConfig {
+                pre_vote: false,
+                ..test_config(id, &[1, 2, 3, 4, 5], 300 + seed)
+            })
+            .collect();
+        let mut network = Network::with_configs(configs, 300 + seed);
+        network.persist_delay_min_ms = 5;
         network.persist_delay_max_ms = 40;
         let votes: Rc<RefCell<BTreeMap<(u64, u64), u64>>> = Rc::default();
-        let seen = votes.clone();
+        let just_granted: Rc<RefCell<Vec<u64>>> = Rc::default();
+        let (seen, granted) = (votes.clone(), just_granted.clone());
         network.filter = Some(Box::new(move |m: &mut Message| {
             if let MessageBody::RequestVoteResponse {
                 granted: true,
@@ -246,18 +258,27 @@ fn b02_crashes_before_sync_never_cause_double_votes() {
                     "node {} granted two votes in term {}",
                     m.from, m.term
                 );
+                granted.borrow_mut().push(m.from);
             }
             true
         }));
-        for _ in 0..40 {
-            let victim = 1 + network.rng.below(5);
-            let pause_ms = 150 + network.rng.below(200);
-            network.run_for(pause_ms);
-            network.crash(victim);
-            network.run_for(20);
-            network.restart(victim);
+        for _ in 0..60 {
+            let signalled = network.run_until(400, |_| !just_granted.borrow().is_empty());
+            let voters: Vec<u64> = just_granted.borrow_mut().drain(..).collect();
+            for voter in voters {
+                network.crash(voter);
+                network.restart(voter);
+            }
+            if !signalled && let Some(leader) = network.leader() {
+                network.isolate(leader);
+                network.run_for(300);
+                network.heal();
+            }
         }
-        assert!(!votes.borrow().is_empty());
+        assert!(
+            votes.borrow().len() > 10,
+            "seed {seed}: too few votes to mean anything"
+        );
     }
 }
 
