@@ -259,6 +259,9 @@ impl<M: StateMachine> Replica<M> {
     /// Appends entries that matched at their predecessor, truncating only at the first conflict
     /// and never at or below the commit index (B5).
     fn append_from_leader(&mut self, entries: Vec<Entry>) {
+        // The latest configuration changes only if a membership entry is truncated or appended;
+        // recomputing it scans the log, so do it only then.
+        let mut changed = false;
         let mut iter = entries.into_iter().peekable();
         while let Some(entry) = iter.peek() {
             match self.log.term_at(entry.index) {
@@ -270,6 +273,10 @@ impl<M: StateMachine> Replica<M> {
                         return; // impossible for a correct leader; refuse rather than lose commits
                     }
                     let from = entry.index;
+                    changed |= self
+                        .log
+                        .latest_membership_index()
+                        .is_some_and(|i| i >= from);
                     self.log.truncate_from(from);
                     self.log_changed_from(from);
                     break;
@@ -277,7 +284,6 @@ impl<M: StateMachine> Replica<M> {
                 None => break,
             }
         }
-        let mut changed = false;
         for entry in iter {
             if entry.index != self.log.last_index() + 1 {
                 break;
@@ -287,9 +293,8 @@ impl<M: StateMachine> Replica<M> {
             self.log.push(entry);
             self.log_changed_from(index);
         }
-        let latest = self.log.membership_at(self.log.last_index());
-        if changed || latest != self.membership {
-            self.membership = latest;
+        if changed {
+            self.membership = self.log.membership_at(self.log.last_index());
         }
     }
 
