@@ -18,7 +18,8 @@ pub trait Model {
     fn initial_state(&self) -> Self::State;
 
     /// The state after `operation` takes effect in `state`, or `None` if what the operation
-    /// returned is impossible from `state`.
+    /// returned is impossible from `state`. It must depend only on `operation.call` and
+    /// `operation.outcome` (the search treats operations equal in those as interchangeable).
     ///
     /// For an indeterminate operation, return the state it would leave if it did take effect
     /// (the search places it last when it should not have).

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use super::model::Model;
-use crate::history::Operation;
+use crate::history::{Call, Operation, Outcome};
 
 /// No entry: the end of the list.
 const NIL: u32 = u32::MAX;
@@ -84,6 +84,10 @@ pub(crate) struct Search<'a, M: Model> {
     progress: Option<Failure<M::State>>,
     progress_position: u64,
     entry: u32,
+    /// For an indeterminate operation, the closest earlier-invoked indeterminate operation with
+    /// the same call and outcome (`NIL` if none). Such twins are interchangeable, so the search
+    /// only places them in invocation order: any linearization can swap two twins' places.
+    twins: Vec<u32>,
 }
 
 impl<'a, M: Model> Search<'a, M> {
@@ -106,6 +110,7 @@ impl<'a, M: Model> Search<'a, M> {
             progress: None,
             progress_position: 0,
             entry,
+            twins: twins(operations),
         }
     }
 
@@ -147,6 +152,10 @@ impl<'a, M: Model> Search<'a, M> {
     /// Tries to make `operation` take effect now; returns the entry to look at next.
     fn try_call(&mut self, operation: u32) -> u32 {
         let index = operation as usize;
+        let twin = self.twins[index];
+        if twin != NIL && !self.linearized.contains(twin as usize) {
+            return self.list.next(2 * operation);
+        }
         if let Some(next_state) = self.model.step(&self.state, self.operations[index]) {
             self.linearized.insert(index);
             if self.cache.insert_if_new(&self.linearized, &next_state) {
@@ -181,6 +190,21 @@ impl<'a, M: Model> Search<'a, M> {
             failure.states.push(state.clone());
         }
     }
+}
+
+/// Links each indeterminate operation to its closest earlier identical one (see `Search::twins`).
+fn twins(operations: &[&Operation]) -> Vec<u32> {
+    let mut last_seen: HashMap<(&Call, &Outcome), u32> = HashMap::new();
+    let mut twins = vec![NIL; operations.len()];
+    for (index, operation) in operations.iter().enumerate() {
+        if operation.is_indeterminate() {
+            let key = (&operation.call, &operation.outcome);
+            if let Some(twin) = last_seen.insert(key, index as u32) {
+                twins[index] = twin;
+            }
+        }
+    }
+    twins
 }
 
 /// The last linearized operations and the state each left, oldest first.
@@ -288,6 +312,10 @@ impl LinearizedSet {
         while self.low < self.words.len() && self.words[self.low] == u64::MAX {
             self.low += 1;
         }
+    }
+
+    fn contains(&self, index: usize) -> bool {
+        self.words[index / 64] & (1 << (index % 64)) != 0
     }
 
     fn remove(&mut self, index: usize) {
