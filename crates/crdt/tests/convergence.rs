@@ -14,7 +14,7 @@ use crdt::{
 };
 use rand::RngExt;
 use sim::network::Partition;
-use sim::{Config, Context, Fault, Input, NemesisPlan, NodeId, Process, Simulation};
+use sim::{Config, Context, Fault, Input, NemesisKind, NemesisPlan, NodeId, Process, Simulation};
 
 const NODES: usize = 5;
 const OPERATIONS_STOP_NS: u64 = 10_000_000_000;
@@ -235,12 +235,8 @@ impl Process for Replica {
     }
 }
 
-fn run(seed: u64) {
-    let mut config = Config::new(seed, NODES);
-    config.network.loss = 0.1;
-    config.network.duplicate = 0.1;
-    config.network.reorder = 0.3;
-    config.nemesis = NemesisPlan::none()
+fn scripted_faults() -> NemesisPlan {
+    NemesisPlan::none()
         .at(
             1_000_000_000,
             Fault::Partition(Partition::symmetric(NODES, &[0, 1])),
@@ -250,7 +246,17 @@ fn run(seed: u64) {
             5_000_000_000,
             Fault::Partition(Partition::symmetric(NODES, &[2])),
         )
-        .at(9_000_000_000, Fault::Heal);
+        .at(9_000_000_000, Fault::Heal)
+}
+
+/// Runs one seed and checks convergence; returns the simulation's event hash.
+fn run(seed: u64, nemesis: NemesisPlan) -> u64 {
+    let mut config = Config::new(seed, NODES);
+    config.network.loss = 0.1;
+    config.network.duplicate = 0.1;
+    config.network.reorder = 0.3;
+    let scripted = nemesis == scripted_faults();
+    config.nemesis = nemesis;
     let mut simulation = Simulation::new(config, |node, _storage| Replica::new(node));
     simulation.run_until(QUIESCENT_AT_NS);
     let stats = simulation.stats().clone();
@@ -283,16 +289,40 @@ fn run(seed: u64) {
         stats.messages_dropped > 100 && stats.messages_duplicated > 100,
         "{stats:?}"
     );
-    assert_eq!(stats.nemesis_steps, 4, "{stats:?}");
+    if scripted {
+        assert_eq!(stats.nemesis_steps, 4, "{stats:?}");
+    }
     assert!(
         !replicas[0].set.is_empty()
             || replicas[0].set.context().version_vector().event_count() > 100
     );
+    simulation.hash()
 }
 
 #[test]
 fn replicas_converge_after_drops_duplicates_reorders_and_healed_partitions() {
     for seed in [1, 2, 3] {
-        run(seed);
+        run(seed, scripted_faults());
     }
+}
+
+#[test]
+fn replicas_converge_under_random_partitions_loss_pauses_and_clock_skew() {
+    let kinds = [
+        NemesisKind::Partition,
+        NemesisKind::Loss,
+        NemesisKind::Pause,
+        NemesisKind::Skew,
+    ];
+    for seed in [4, 5, 6] {
+        run(
+            seed,
+            NemesisPlan::random(&kinds, NODES, OPERATIONS_STOP_NS, seed),
+        );
+    }
+}
+
+#[test]
+fn same_seed_same_run() {
+    assert_eq!(run(9, scripted_faults()), run(9, scripted_faults()));
 }
