@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::codec;
 use crate::replica::{PersistRequest, RecoveredState};
-use crate::storage::{Replay, Storage, StorageError};
+use crate::storage::{Replay, Storage, StorageError, repair_marker};
 
 /// Storage in a directory: `raft.log` holds the records.
 #[derive(Debug)]
@@ -21,16 +21,33 @@ pub struct FileStorage {
 
 const LOG_NAME: &str = "raft.log";
 const TEMPORARY_NAME: &str = "raft.log.tmp";
+const CORRUPT_NAME: &str = "raft.log.corrupt";
 
 impl FileStorage {
-    /// Opens (creating if needed) storage in `directory`.
+    /// Opens (creating if needed) storage in `directory`. A torn tail is cut off; a corrupt record
+    /// and everything after it are moved to `raft.log.corrupt` and replaced by a repair marker, so
+    /// records appended from now on stay readable.
     pub fn open(directory: impl AsRef<Path>) -> Result<Self, StorageError> {
         let directory = directory.as_ref().to_path_buf();
         fs::create_dir_all(&directory)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(directory.join(LOG_NAME))?;
+        let path = directory.join(LOG_NAME);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut bytes = Vec::new();
+        File::open(&path)?.read_to_end(&mut bytes)?;
+        let scan = Replay::scan(&bytes);
+        if scan.valid_bytes < bytes.len() {
+            if scan.corrupted {
+                let mut evidence = File::create(directory.join(CORRUPT_NAME))?;
+                evidence.write_all(&bytes[scan.valid_bytes..])?;
+                evidence.sync_all()?;
+            }
+            file.set_len(scan.valid_bytes as u64)?;
+            let mut appender = &file;
+            if scan.corrupted {
+                appender.write_all(&codec::encode_frame(&repair_marker())?)?;
+            }
+            file.sync_all()?;
+        }
         Ok(Self {
             directory,
             file,
@@ -48,14 +65,14 @@ impl FileStorage {
     /// Rewrites the log as one checkpoint record: write a temporary file, fsync it, rename it over
     /// the log, fsync the directory, so a crash leaves either the old or the new file.
     fn compact(&mut self) -> Result<(), StorageError> {
-        let (replay, corrupted) = Replay::from_bytes(&self.read_all()?);
-        if corrupted {
-            return Ok(()); // keep the evidence; load() will report it
+        let scan = Replay::scan(&self.read_all()?);
+        if scan.corrupted {
+            return Ok(()); // corrupted after open (disk fault): load() reports it
         }
         let temporary = self.directory.join(TEMPORARY_NAME);
         {
             let mut file = File::create(&temporary)?;
-            file.write_all(&codec::encode_frame(&replay.checkpoint())?)?;
+            file.write_all(&codec::encode_frame(&scan.replay.checkpoint())?)?;
             file.sync_all()?;
         }
         fs::rename(&temporary, self.directory.join(LOG_NAME))?;
@@ -88,7 +105,6 @@ impl Storage for FileStorage {
     }
 
     fn load(&self) -> Result<RecoveredState, StorageError> {
-        let (replay, corrupted) = Replay::from_bytes(&self.read_all()?);
-        Ok(replay.into_recovered(corrupted))
+        Ok(Replay::scan(&self.read_all()?).replay.into_recovered())
     }
 }

@@ -59,7 +59,8 @@ pub enum Effect {
 
 /// One durable write. Storage applies it atomically in this order: store `snapshot` (dropping
 /// entries up to its index, and all entries if its last entry's term differs), then delete entries
-/// at or after `log_from` and append `entries` (which start at `log_from`), then store `hard_state`.
+/// at or after `log_from` and append `entries` (which start at `log_from`), then store `hard_state`
+/// and `repairing`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersistRequest {
     /// Acknowledge with this token.
@@ -72,6 +73,9 @@ pub struct PersistRequest {
     pub log_from: Option<LogIndex>,
     /// Entries starting at `log_from`.
     pub entries: Vec<Entry>,
+    /// `Some(true)`: storage dropped corrupt records, the replica must repair before voting
+    /// (written by storage itself); `Some(false)`: the replica finished repairing.
+    pub repairing: Option<bool>,
 }
 
 /// An applied entry as reported to safety checkers.
@@ -208,6 +212,7 @@ pub(crate) struct PersistBuffer {
     pub(crate) hard_state: bool,
     pub(crate) log_from: Option<LogIndex>,
     pub(crate) snapshot: Option<Snapshot>,
+    pub(crate) repair_finished: bool,
 }
 
 /// What an issued persist wrote, to learn what became durable on acknowledgement.
@@ -591,7 +596,11 @@ impl<M: StateMachine> Replica<M> {
 
     fn issue_persist(&mut self) -> Option<PersistToken> {
         let buffer = std::mem::take(&mut self.persist);
-        if !buffer.hard_state && buffer.log_from.is_none() && buffer.snapshot.is_none() {
+        if !buffer.hard_state
+            && buffer.log_from.is_none()
+            && buffer.snapshot.is_none()
+            && !buffer.repair_finished
+        {
             return None;
         }
         let token = self.next_token;
@@ -622,6 +631,7 @@ impl<M: StateMachine> Replica<M> {
             snapshot: buffer.snapshot,
             log_from,
             entries,
+            repairing: buffer.repair_finished.then_some(false),
         }));
         Some(token)
     }

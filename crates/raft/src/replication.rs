@@ -315,6 +315,7 @@ impl<M: StateMachine> Replica<M> {
     pub(crate) fn maybe_finish_repair(&mut self, leader: NodeId) {
         if self.repairing && self.log.term_at(self.commit_index) == Some(self.hard_state.term) {
             self.repairing = false;
+            self.persist.repair_finished = true;
             if self.hard_state.voted_for.is_none() {
                 // The lost records may have held a vote in this term: count it as given to the
                 // leader so no second candidate can get it.

@@ -18,7 +18,8 @@ pub trait Storage {
     /// requests may or may not be durable; the driver must not acknowledge them.
     fn sync(&mut self) -> Result<(), StorageError>;
     /// Reads back the durable state. A record failing its checksum ends the replay and sets
-    /// `RecoveredState::corrupted`.
+    /// `RecoveredState::corrupted`. Implementations drop bad tails before appending again (so later
+    /// records stay readable) and record that the replica must repair until it says it is done.
     fn load(&self) -> Result<RecoveredState, StorageError>;
 }
 
@@ -40,6 +41,25 @@ pub(crate) struct Replay {
     hard_state: HardState,
     snapshot: Option<Snapshot>,
     entries: BTreeMap<LogIndex, Entry>,
+    repairing: bool,
+}
+
+/// The result of scanning framed records.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scan {
+    pub(crate) replay: Replay,
+    /// Bytes up to the end of the last good record.
+    pub(crate) valid_bytes: usize,
+    /// True when a record failed its checksum (as opposed to a torn, short tail).
+    pub(crate) corrupted: bool,
+}
+
+/// The record storage writes after dropping corrupt records: the replica must repair.
+pub(crate) fn repair_marker() -> PersistRequest {
+    PersistRequest {
+        repairing: Some(true),
+        ..PersistRequest::default()
+    }
 }
 
 impl Replay {
@@ -66,27 +86,33 @@ impl Replay {
         if let Some(hard_state) = request.hard_state {
             self.hard_state = hard_state;
         }
+        if let Some(repairing) = request.repairing {
+            self.repairing = repairing;
+        }
     }
 
-    /// Replays framed records from `bytes`; returns the state and whether a bad record was found.
-    pub(crate) fn from_bytes(bytes: &[u8]) -> (Self, bool) {
-        let mut replay = Self::default();
-        let mut offset = 0;
-        while offset < bytes.len() {
-            match codec::decode_frame::<PersistRequest>(&bytes[offset..]) {
+    /// Replays framed records from `bytes` up to the first bad one.
+    pub(crate) fn scan(bytes: &[u8]) -> Scan {
+        let mut scan = Scan::default();
+        while scan.valid_bytes < bytes.len() {
+            match codec::decode_frame::<PersistRequest>(&bytes[scan.valid_bytes..]) {
                 Ok((request, used)) => {
-                    replay.apply(request);
-                    offset += used;
+                    scan.replay.apply(request);
+                    scan.valid_bytes += used;
                 }
                 // A torn tail (short write at crash) was never acknowledged: drop it silently.
-                Err(CodecError::Truncated { .. }) => return (replay, false),
-                Err(_) => return (replay, true),
+                Err(CodecError::Truncated { .. }) => break,
+                Err(_) => {
+                    scan.corrupted = true;
+                    scan.replay.repairing = true;
+                    break;
+                }
             }
         }
-        (replay, false)
+        scan
     }
 
-    pub(crate) fn into_recovered(self, corrupted: bool) -> RecoveredState {
+    pub(crate) fn into_recovered(self) -> RecoveredState {
         let first = self.snapshot.as_ref().map_or(1, |s| s.meta.index + 1);
         let mut entries = Vec::new();
         for (index, entry) in self.entries {
@@ -100,7 +126,7 @@ impl Replay {
             hard_state: self.hard_state,
             snapshot: self.snapshot,
             entries,
-            corrupted,
+            corrupted: self.repairing,
         }
     }
 
@@ -115,6 +141,7 @@ impl Replay {
             snapshot: self.snapshot.clone(),
             log_from: Some(entries.first().map_or(first, |e| e.index.min(first))),
             entries,
+            repairing: Some(self.repairing),
         }
     }
 }
@@ -133,9 +160,18 @@ impl MemoryStorage {
         Self::default()
     }
 
-    /// Simulates a crash: buffered but unsynced records are lost.
+    /// Simulates a crash: buffered but unsynced records are lost. Like a restart of the file
+    /// storage, it then drops a bad tail so later records stay readable, leaving a repair marker.
     pub fn crash(&mut self) {
         self.unsynced.clear();
+        let scan = Replay::scan(&self.durable);
+        if scan.valid_bytes < self.durable.len() {
+            self.durable.truncate(scan.valid_bytes);
+            if scan.corrupted {
+                self.durable
+                    .extend(codec::encode_frame(&repair_marker()).unwrap_or_default());
+            }
+        }
     }
 
     /// Bytes of durable records.
@@ -167,17 +203,16 @@ impl Storage for MemoryStorage {
         self.durable.append(&mut self.unsynced);
         // Compact once a snapshot made the record history mostly obsolete.
         if std::mem::take(&mut self.compact_on_sync) {
-            let (replay, corrupted) = Replay::from_bytes(&self.durable);
-            if !corrupted {
-                self.durable = codec::encode_frame(&replay.checkpoint())?;
+            let scan = Replay::scan(&self.durable);
+            if !scan.corrupted {
+                self.durable = codec::encode_frame(&scan.replay.checkpoint())?;
             }
         }
         Ok(())
     }
 
     fn load(&self) -> Result<RecoveredState, StorageError> {
-        let (replay, corrupted) = Replay::from_bytes(&self.durable);
-        Ok(replay.into_recovered(corrupted))
+        Ok(Replay::scan(&self.durable).replay.into_recovered())
     }
 }
 
@@ -195,6 +230,9 @@ pub struct RecordKeys {
     mirror: Replay,
     next_key: u64,
     live_keys: Vec<u64>,
+    /// The corrupt record and every record after it, deleted (after a repair marker) by the next
+    /// `writes`, so records written later stay readable.
+    bad_keys: Vec<u64>,
 }
 
 impl RecordKeys {
@@ -222,27 +260,47 @@ impl RecordKeys {
             .collect();
         records.sort_unstable_by_key(|(number, _)| *number);
         let mut layout = Self::default();
-        let mut corrupted = false;
         for (number, bytes) in records {
             layout.next_key = layout.next_key.max(number + 1);
-            layout.live_keys.push(number);
-            if corrupted {
+            if !layout.bad_keys.is_empty() {
+                layout.bad_keys.push(number);
                 continue;
             }
             match codec::decode_frame::<PersistRequest>(bytes) {
-                Ok((request, used)) if used == bytes.len() => layout.mirror.apply(request),
-                _ => corrupted = true,
+                Ok((request, used)) if used == bytes.len() => {
+                    layout.mirror.apply(request);
+                    layout.live_keys.push(number);
+                }
+                _ => {
+                    layout.mirror.repairing = true;
+                    layout.bad_keys.push(number);
+                }
             }
         }
-        let recovered = layout.mirror.clone().into_recovered(corrupted);
+        let recovered = layout.mirror.clone().into_recovered();
         (layout, recovered)
     }
 
     /// The key-value writes (`None` deletes) that make `request` durable, in order.
     pub fn writes(&mut self, request: &PersistRequest) -> Result<Vec<KeyWrite>, CodecError> {
         let frame = codec::encode_frame(request)?;
+        let mut writes = Vec::new();
+        if !self.bad_keys.is_empty() {
+            // Marker first (under a new key, unseen while the corrupt record still stops replay),
+            // then delete the bad records newest first, the corrupt one last: every prefix of
+            // these writes still recovers as "repairing".
+            writes.push((
+                Self::key(self.next_key),
+                Some(codec::encode_frame(&repair_marker())?),
+            ));
+            self.live_keys.push(self.next_key);
+            self.next_key += 1;
+            for bad in std::mem::take(&mut self.bad_keys).into_iter().rev() {
+                writes.push((Self::key(bad), None));
+            }
+        }
         self.mirror.apply(request.clone());
-        let mut writes = vec![(Self::key(self.next_key), Some(frame))];
+        writes.push((Self::key(self.next_key), Some(frame)));
         self.live_keys.push(self.next_key);
         self.next_key += 1;
         if request.snapshot.is_some() {

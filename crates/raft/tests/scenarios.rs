@@ -581,12 +581,35 @@ fn corrupted_log_record_is_detected_and_repaired_from_peers() {
         network.replica(victim).last_index() < network.replica(leader).last_index(),
         "the bad record and its successors are dropped"
     );
+    // A restart in the middle of repair (still cut off) stays in repair: the status is durable.
+    network.isolate(victim);
+    network.run_for(100);
+    network.crash(victim);
+    network.restart(victim);
+    assert!(
+        network.replica(victim).is_repairing(),
+        "repair status lost by a restart"
+    );
+    network.heal();
     network.put(90, 11, "k11", "v");
     assert!(network.settle(3_000));
     assert!(
         !network.replica(victim).is_repairing(),
         "repair completes once caught up"
     );
+    // After repair, a restart finds every record, including those written after the bad one.
+    network.run_for(100);
+    network.crash(victim);
+    network.restart(victim);
+    assert!(
+        !network.replica(victim).is_repairing(),
+        "finished repair not durable"
+    );
+    assert_eq!(
+        network.replica(victim).last_index(),
+        network.replica(leader).last_index()
+    );
+    assert!(network.settle(3_000));
     for sequence in 1..=11 {
         assert_eq!(
             network.value(victim, &format!("k{sequence}")).as_deref(),

@@ -154,6 +154,7 @@ impl Network {
                 snapshot: None,
                 log_from: Some(1),
                 entries,
+                repairing: None,
             };
             storage.write(&request).expect("write");
             storage.sync().expect("sync");
