@@ -5,7 +5,9 @@
 mod common;
 
 fn main() {
-    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().expect("numbers"));
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<u64>().expect("numbers"));
     let seed = args.next().unwrap_or(1);
     let agents = args.next().unwrap_or(3) as usize;
     let txns = args.next().unwrap_or(1000) as usize;

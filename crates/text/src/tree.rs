@@ -157,7 +157,7 @@ pub(crate) struct Tree {
     /// First document-order index whose `leaf_order` entry may be stale.
     positions_dirty_from: usize,
     /// Piecewise-constant map: from (agent, seq) onward, characters live in this leaf.
-    index: BTreeMap<(u32, u32), u32>,
+    index: BTreeMap<u64, u32>,
     /// Cached (order index, visible characters before that leaf) from the last position lookup.
     cursor: (usize, u64),
     /// Visible characters in the document.
@@ -168,6 +168,8 @@ pub(crate) struct Tree {
     index_last: Vec<u32>,
     /// Where the last local insertion ended, while nothing else has changed since.
     typing: Option<Typing>,
+    /// Leaf of the most recent identifier lookup.
+    recent_leaf: u32,
 }
 
 /// The end of the last local insertion: typing on from here extends that run in place.
@@ -197,6 +199,7 @@ impl Default for Tree {
             seq_end: Vec::new(),
             index_last: Vec::new(),
             typing: None,
+            recent_leaf: 0,
         }
     }
 }
@@ -242,6 +245,7 @@ impl Tree {
             seq_end: Vec::new(),
             index_last: Vec::new(),
             typing: None,
+            recent_leaf: 0,
         };
         let ascii = text.is_ascii();
         let mut byte_start = 0usize;
@@ -275,12 +279,20 @@ impl Tree {
         tree.positions_dirty_from = tree.order.len();
         entries.sort_unstable_by_key(|e| e.0);
         entries.dedup_by(|next, prev| next.0.0 == prev.0.0 && next.1 == prev.1);
-        tree.index = entries.into_iter().collect();
+        tree.index = entries
+            .into_iter()
+            .map(|((agent, seq), leaf)| (index_key(agent, seq), leaf))
+            .collect();
         for agent in 0..tree.seq_end.len() {
             tree.refresh_index_last(agent as u32);
         }
         tree
     }
+}
+
+/// Key of the identifier index: agent in the high half, sequence number in the low half.
+fn index_key(agent: u32, seq: u32) -> u64 {
+    u64::from(agent) << 32 | u64::from(seq)
 }
 
 /// Sort key of a left origin: `None` (document start) sorts before every character.
@@ -350,10 +362,9 @@ impl Tree {
 
     /// Leaf id the index maps `(agent, seq)` to.
     fn index_floor(&self, agent: u32, seq: u32) -> Option<u32> {
-        self.index
-            .range((agent, 0)..=(agent, seq))
-            .next_back()
-            .map(|(_, &leaf)| leaf)
+        // A one-sided range descends the tree once; check the entry is this agent's.
+        let (&key, &leaf) = self.index.range(..=index_key(agent, seq)).next_back()?;
+        (key >> 32 == u64::from(agent)).then_some(leaf)
     }
 
     /// Records that characters `[seq, ...)` of `agent` start in `leaf` (new identifiers only,
@@ -364,7 +375,7 @@ impl Tree {
             self.index_last.resize(slot + 1, u32::MAX);
         }
         if self.index_last[slot] != leaf {
-            self.index.insert((agent, seq), leaf);
+            self.index.insert(index_key(agent, seq), leaf);
             self.index_last[slot] = leaf;
         }
     }
@@ -383,29 +394,44 @@ impl Tree {
         let covered = self.index_floor(agent, start) == Some(leaf)
             && self
                 .index
-                .range((agent, start + 1)..(agent, end))
+                .range(index_key(agent, start + 1)..index_key(agent, end))
                 .next()
                 .is_none();
         if covered {
             return;
         }
         let after = self.index_floor(agent, end);
-        while let Some((&key, _)) = self.index.range((agent, start + 1)..(agent, end)).next() {
+        let inner = index_key(agent, start + 1)..index_key(agent, end);
+        while let Some((&key, _)) = self.index.range(inner.clone()).next() {
             self.index.remove(&key);
         }
-        self.index.insert((agent, start), leaf);
+        self.index.insert(index_key(agent, start), leaf);
         let known = self.seq_end.get(agent as usize).is_some_and(|&e| end < e);
         if let (Some(after), true) = (after, known) {
-            self.index.entry((agent, end)).or_insert(after);
+            self.index.entry(index_key(agent, end)).or_insert(after);
         }
         self.refresh_index_last(agent);
     }
 
     /// Location (order index, run index, offset) of character `id`.
     pub fn locate_id(&mut self, id: Iid) -> Option<(usize, usize, u32)> {
-        let leaf = self.index_floor(id.agent, id.seq)?;
+        // Lookups cluster (a deletion's pieces, an integration's neighbours): try the leaf of
+        // the previous lookup before the index.
+        let recent = self.recent_leaf as usize;
+        let (leaf, run_index) = match self
+            .leaves
+            .get(recent)
+            .and_then(|l| l.runs.iter().position(|r| r.contains(id)))
+        {
+            Some(run_index) => (recent as u32, run_index),
+            None => {
+                let leaf = self.index_floor(id.agent, id.seq)?;
+                let runs = &self.leaves[leaf as usize].runs;
+                (leaf, runs.iter().position(|r| r.contains(id))?)
+            }
+        };
+        self.recent_leaf = leaf;
         let runs = &self.leaves[leaf as usize].runs;
-        let run_index = runs.iter().position(|r| r.contains(id))?;
         let offset = id.seq - runs[run_index].seq;
         self.ensure_positions();
         Some((self.leaf_order[leaf as usize] as usize, run_index, offset))
@@ -760,11 +786,10 @@ impl Tree {
     /// origin is not a character of this document.
     pub fn integrate(&mut self, run: Run, text: &str, replica_of: impl Fn(u32) -> u64) -> bool {
         self.typing = None;
-        if !run.origin_right.is_none() && self.locate_id(run.origin_right).is_none() {
-            return false;
-        }
-        let start = if run.origin_left.is_none() {
-            Slot { order: 0, run: 0 }
+        // Splitting a run never changes the document, so doing it before validating the right
+        // origin is harmless; the left origin's location is unchanged by the split.
+        let (start, my_left) = if run.origin_left.is_none() {
+            (Slot { order: 0, run: 0 }, None)
         } else {
             let Some((order, run_index, offset)) = self.locate_id(run.origin_left) else {
                 return false;
@@ -774,13 +799,11 @@ impl Tree {
                 let right = leaf.runs[run_index].split_off(offset + 1);
                 leaf.runs.insert(run_index + 1, right);
             }
-            Slot {
+            let slot = Slot {
                 order,
                 run: run_index + 1,
-            }
-        };
-        let Some(my_left) = self.left_key(run.origin_left) else {
-            return false;
+            };
+            (slot, Some((order, run_index, offset)))
         };
         let Some(my_right) = self.right_key(run.origin_right) else {
             return false;

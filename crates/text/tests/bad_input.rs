@@ -118,9 +118,25 @@ proptest! {
 fn arbitrary_op() -> impl Strategy<Value = Op> {
     let id = (0u64..4, 0u64..30).prop_map(|(replica, seq)| CharId { replica, seq });
     prop_oneof![
-        (id.clone(), prop::option::of(id.clone()), prop::option::of(id.clone()), "[a-zé中😀]{1,4}")
-            .prop_map(|(id, origin_left, origin_right, text)| Op::Insert { id, origin_left, origin_right, text }),
-        (id.clone(), 1u64..5, id, any::<bool>())
-            .prop_map(|(id, len, target, reversed)| Op::Delete { id, len, target, reversed }),
+        (
+            id.clone(),
+            prop::option::of(id.clone()),
+            prop::option::of(id.clone()),
+            "[a-zé中😀]{1,4}"
+        )
+            .prop_map(|(id, origin_left, origin_right, text)| Op::Insert {
+                id,
+                origin_left,
+                origin_right,
+                text
+            }),
+        (id.clone(), 1u64..5, id, any::<bool>()).prop_map(|(id, len, target, reversed)| {
+            Op::Delete {
+                id,
+                len,
+                target,
+                reversed,
+            }
+        }),
     ]
 }

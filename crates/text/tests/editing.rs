@@ -16,7 +16,11 @@ fn random_local_edits_match_a_plain_model_across_leaf_splits() {
         for step in 0..4000 {
             let patch = random_patch(&mut rng, model.len() as u64);
             // Bias towards growth and towards typing at one place, like real editing.
-            let patch = if step % 3 == 0 { (patch.0, 0, patch.2) } else { patch };
+            let patch = if step % 3 == 0 {
+                (patch.0, 0, patch.2)
+            } else {
+                patch
+            };
             apply_patch(&mut doc, &patch);
             let (pos, deleted, inserted) = &patch;
             let pos = *pos as usize;
@@ -34,8 +38,14 @@ fn random_local_edits_match_a_plain_model_across_leaf_splits() {
 fn edits_outside_the_document_are_rejected_without_change() {
     let mut doc = Document::new(1);
     doc.insert(0, "abc").unwrap();
-    assert!(matches!(doc.insert(4, "x"), Err(EditError::OutOfRange { .. })));
-    assert!(matches!(doc.delete(2..5), Err(EditError::OutOfRange { .. })));
+    assert!(matches!(
+        doc.insert(4, "x"),
+        Err(EditError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        doc.delete(2..5),
+        Err(EditError::OutOfRange { .. })
+    ));
     #[allow(clippy::reversed_empty_ranges)]
     let reversed = doc.delete(2..1);
     assert!(reversed.is_err());

@@ -36,7 +36,12 @@ impl Process for TextNode {
     type Request = ();
     type Response = ();
 
-    fn handle(&mut self, now_ns: u64, input: Input<Message, ()>, context: &mut Context<'_, Message, ()>) {
+    fn handle(
+        &mut self,
+        now_ns: u64,
+        input: Input<Message, ()>,
+        context: &mut Context<'_, Message, ()>,
+    ) {
         match input {
             Input::Start => {
                 context.set_timer(50_000_000, GOSSIP);
@@ -55,19 +60,30 @@ impl Process for TextNode {
                     // Deterministic positions without randomness: spread across the text.
                     let pos = (self.edits * 7 + self.node) % (self.doc.len() + 1);
                     self.doc.insert(pos, &word).unwrap();
-                    if self.edits % 3 == 0 && self.doc.len() > 4 {
+                    if self.edits.is_multiple_of(3) && self.doc.len() > 4 {
                         self.doc.delete(0..2).unwrap();
                     }
                     context.set_timer(90_000_000, EDIT);
                 }
             }
-            Input::Message { from, message: Message::Have(version) } => {
+            Input::Message {
+                from,
+                message: Message::Have(version),
+            } => {
                 if !version.includes(&self.doc.version()) {
-                    context.send(from, Message::Update(self.doc.encode_update_since(&version)));
+                    context.send(
+                        from,
+                        Message::Update(self.doc.encode_update_since(&version)),
+                    );
                 }
             }
-            Input::Message { message: Message::Update(bytes), .. } => {
-                self.doc.apply_update(&bytes).expect("updates from peers are valid");
+            Input::Message {
+                message: Message::Update(bytes),
+                ..
+            } => {
+                self.doc
+                    .apply_update(&bytes)
+                    .expect("updates from peers are valid");
             }
             Input::Timer { .. } | Input::Request { .. } | Input::Persisted { .. } => {}
         }
@@ -94,20 +110,37 @@ fn five_replicas_partitioned_converge_after_heal() {
             doc: Document::new(node),
             edits: 0,
         });
-        let halves = Partition::from_groups(5, &[vec![0, 1, 2], vec![3, 4]], vec![(0, 1), (1, 0)], "halves");
+        let halves = Partition::from_groups(
+            5,
+            &[vec![0, 1, 2], vec![3, 4]],
+            vec![(0, 1), (1, 0)],
+            "halves",
+        );
         simulation.apply_fault(&Fault::Partition(halves));
         simulation.run_until(3_000_000_000);
         let left = texts(&simulation, &[0, 1, 2]);
         let right = texts(&simulation, &[3, 4]);
-        assert!(left.iter().all(|t| *t == left[0]), "seed {seed}: left side diverged");
-        assert!(right.iter().all(|t| *t == right[0]), "seed {seed}: right side diverged");
-        assert_ne!(left[0], right[0], "seed {seed}: sides should differ while partitioned");
+        assert!(
+            left.iter().all(|t| *t == left[0]),
+            "seed {seed}: left side diverged"
+        );
+        assert!(
+            right.iter().all(|t| *t == right[0]),
+            "seed {seed}: right side diverged"
+        );
+        assert_ne!(
+            left[0], right[0],
+            "seed {seed}: sides should differ while partitioned"
+        );
         assert!(!left[0].contains("<3:") && !right[0].contains("<0:"));
 
         simulation.apply_fault(&Fault::Heal);
         simulation.run_until(5_000_000_000);
         let all = texts(&simulation, &[0, 1, 2, 3, 4]);
-        assert!(all.iter().all(|t| *t == all[0]), "seed {seed}: not converged after heal");
+        assert!(
+            all.iter().all(|t| *t == all[0]),
+            "seed {seed}: not converged after heal"
+        );
         let version = simulation.node(0).unwrap().doc.version();
         for n in 1..5 {
             assert_eq!(simulation.node(n).unwrap().doc.version(), version);

@@ -30,7 +30,9 @@ impl Rng {
 }
 
 /// Characters the random editor types: ASCII, accented, CJK and astral (emoji).
-const ALPHABET: &[char] = &['a', 'b', 'c', 'd', ' ', 'é', 'ß', '中', '文', '😀', '🎉', '\n'];
+const ALPHABET: &[char] = &[
+    'a', 'b', 'c', 'd', ' ', 'é', 'ß', '中', '文', '😀', '🎉', '\n',
+];
 
 /// A random string of 1..=max characters.
 pub fn random_text(rng: &mut Rng, max: u64) -> String {
@@ -54,8 +56,10 @@ pub fn random_patch(rng: &mut Rng, len: u64) -> (u64, u64, String) {
 
 /// Applies a patch as local edits.
 pub fn apply_patch(doc: &mut Document, (pos, deleted, inserted): &(u64, u64, String)) {
-    doc.delete(*pos..*pos + *deleted).expect("patch range is inside the document");
-    doc.insert(*pos, inserted).expect("patch position is inside the document");
+    doc.delete(*pos..*pos + *deleted)
+        .expect("patch range is inside the document");
+    doc.insert(*pos, inserted)
+        .expect("patch position is inside the document");
 }
 
 /// Generates a concurrent-variant trace as JSON: `agents` replicas make `txns` transactions
@@ -86,7 +90,8 @@ pub fn concurrent_trace(seed: u64, agents: usize, txns: usize) -> (String, Strin
                 a.merge(b).expect("merge succeeds");
                 let theirs = seen[other].clone();
                 seen[agent].extend(theirs);
-                let mut union: Vec<usize> = heads[agent].iter().chain(&heads[other]).copied().collect();
+                let mut union: Vec<usize> =
+                    heads[agent].iter().chain(&heads[other]).copied().collect();
                 union.sort_unstable();
                 union.dedup();
                 heads[agent] = union
