@@ -26,6 +26,10 @@ enum CheckCommand {
         /// Its format; `auto` detects it from the content.
         #[arg(long, value_enum, default_value_t = FormatArg::Auto)]
         format: FormatArg,
+        /// Give up (exit 2) after this many search steps instead of running on; a search that
+        /// must refute a history with many pending indeterminate operations can be exponential.
+        #[arg(long)]
+        max_steps: Option<u64>,
     },
     /// Did the replicas converge? FILE holds JSON Lines `{"replica":N,"value":...}`.
     Converge {
@@ -62,7 +66,11 @@ impl From<FormatArg> for Format {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut report = String::new();
     let code = match args.command {
-        CheckCommand::Lin { file, format } => linearizable(&file, format.into(), &mut report)?,
+        CheckCommand::Lin {
+            file,
+            format,
+            max_steps,
+        } => linearizable(&file, format.into(), max_steps, &mut report)?,
         CheckCommand::Converge { file } => converge(&file, &mut report)?,
     };
     print!("{report}");
@@ -70,10 +78,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes the verdict to `report`; returns the exit code (0 linearizable, 1 not).
-fn linearizable(file: &Path, format: Format, report: &mut String) -> anyhow::Result<u8> {
+fn linearizable(
+    file: &Path,
+    format: Format,
+    max_steps: Option<u64>,
+    report: &mut String,
+) -> anyhow::Result<u8> {
     let history = history::load(file, format)
         .with_context(|| format!("{} is not a valid history", file.display()))?;
-    Ok(match linearizability::check(&history) {
+    let verdict = match (max_steps, history.format()) {
+        (None, _) => linearizability::check(&history),
+        (Some(steps), Format::PorcupineKv) => {
+            linearizability::check_bounded(&history, &linearizability::KeyValue, steps)?
+        }
+        (Some(steps), _) => {
+            linearizability::check_bounded(&history, &linearizability::Register, steps)?
+        }
+    };
+    Ok(match verdict {
         Verdict::Linearizable => {
             report.push_str("linearizable\n");
             0
@@ -135,7 +157,7 @@ mod tests {
         );
         let good = scratch("good.jsonl", &good_text);
         assert_eq!(
-            linearizable(&good, Format::Auto, &mut report).expect("valid"),
+            linearizable(&good, Format::Auto, None, &mut report).expect("valid"),
             0
         );
         assert_eq!(report, "linearizable\n");
@@ -143,7 +165,7 @@ mod tests {
         let stale = scratch("stale.jsonl", STALE_READ);
         report.clear();
         assert_eq!(
-            linearizable(&stale, Format::Concur, &mut report).expect("valid"),
+            linearizable(&stale, Format::Concur, Some(1_000), &mut report).expect("valid"),
             1
         );
         assert!(
@@ -155,8 +177,10 @@ mod tests {
             "broken.jsonl",
             "{\"process\":0,\"type\":\"invoke\",\"f\":\"read\"}\n{oops\n",
         );
-        let error = linearizable(&broken, Format::Auto, &mut report).expect_err("malformed");
+        let error = linearizable(&broken, Format::Auto, None, &mut report).expect_err("malformed");
         assert!(format!("{error:#}").contains("line 2:"), "{error:#}");
+        let error = linearizable(&good, Format::Auto, Some(1), &mut report).expect_err("gives up");
+        assert!(format!("{error:#}").contains("gave up"), "{error:#}");
         for path in [good, stale, broken] {
             let _ = std::fs::remove_file(path);
         }
