@@ -18,5 +18,16 @@ fn main() {
         assert_eq!(doc.len() as usize, trace.end_content.chars().count());
     }
     times.sort();
-    println!("median {:?}", times[times.len() / 2]);
+    println!("replay median {:?}", times[times.len() / 2]);
+    let doc = text::trace::replay_patches(&trace.start_content, &patches).expect("replays");
+    let encoded = doc.encode();
+    let mut times = Vec::new();
+    for _ in 0..runs * 10 {
+        let start = std::time::Instant::now();
+        let loaded = text::Document::decode(&encoded, 1).expect("decodes");
+        times.push(start.elapsed());
+        assert_eq!(loaded.len(), doc.len());
+    }
+    times.sort();
+    println!("load median {:?} ({} bytes)", times[times.len() / 2], encoded.len());
 }

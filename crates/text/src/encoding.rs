@@ -444,7 +444,7 @@ impl Document {
         if !reader.bytes.is_empty() {
             return Err(DecodeError::Invalid("trailing bytes"));
         }
-        let tree = Tree::from_runs(runs, text);
+        let tree = Tree::from_runs(runs, text).map_err(DecodeError::Invalid)?;
         Ok(Document::from_parts(
             replica, agents, next_seq, tree, log, deletes,
         ))
@@ -526,20 +526,7 @@ fn decode_runs(reader: &mut Reader<'_>, next_seq: &[u32]) -> Result<Vec<Run>, De
             .ok_or(DecodeError::Invalid("no next run"))?;
         runs[i].origin_right = next;
     }
-    check_disjoint(&runs)?;
     Ok(runs)
-}
-
-/// Checks that no two runs share a character identifier.
-fn check_disjoint(runs: &[Run]) -> Result<(), DecodeError> {
-    let mut spans: Vec<(u32, u32, u32)> = runs.iter().map(|r| (r.agent, r.seq, r.len)).collect();
-    spans.sort_unstable();
-    for pair in spans.windows(2) {
-        if pair[0].0 == pair[1].0 && pair[0].1 + pair[0].2 > pair[1].1 {
-            return Err(DecodeError::Invalid("overlapping runs"));
-        }
-    }
-    Ok(())
 }
 
 /// Decodes the application log.

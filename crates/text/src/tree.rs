@@ -232,7 +232,8 @@ impl Tree {
     }
 
     /// Builds a tree from runs in document order and their visible text (used by decoding).
-    pub fn from_runs(runs: Vec<Run>, text: &str) -> Tree {
+    /// Fails if two runs share an identifier.
+    pub fn from_runs(runs: Vec<Run>, text: &str) -> Result<Tree, &'static str> {
         let mut tree = Tree {
             leaves: Vec::new(),
             order: Vec::new(),
@@ -249,13 +250,19 @@ impl Tree {
         };
         let ascii = text.is_ascii();
         let mut byte_start = 0usize;
-        let mut entries: Vec<((u32, u32), u32)> = Vec::with_capacity(runs.len());
+        // (index key, run length, leaf): sorted once, both to check that no identifier is in
+        // two runs and to bulk-build the index.
+        let mut entries: Vec<(u64, u32, u32)> = Vec::with_capacity(runs.len());
         let mut leaf = Leaf::default();
         for run in runs {
             if leaf.runs.len() >= LEAF_RUNS_MAX / 2 || leaf.text.len() >= LEAF_TEXT_BYTES_MAX / 2 {
                 tree.push_leaf(std::mem::take(&mut leaf));
             }
-            entries.push(((run.agent, run.seq), tree.leaves.len() as u32));
+            entries.push((
+                index_key(run.agent, run.seq),
+                run.len,
+                tree.leaves.len() as u32,
+            ));
             tree.note_seq_end(&run);
             let visible = run.visible();
             if visible > 0 {
@@ -278,15 +285,20 @@ impl Tree {
         }
         tree.positions_dirty_from = tree.order.len();
         entries.sort_unstable_by_key(|e| e.0);
-        entries.dedup_by(|next, prev| next.0.0 == prev.0.0 && next.1 == prev.1);
+        for pair in entries.windows(2) {
+            if pair[1].0 < pair[0].0 + u64::from(pair[0].1) && pair[1].0 >> 32 == pair[0].0 >> 32 {
+                return Err("overlapping runs");
+            }
+        }
+        entries.dedup_by(|next, prev| next.0 >> 32 == prev.0 >> 32 && next.2 == prev.2);
         tree.index = entries
             .into_iter()
-            .map(|((agent, seq), leaf)| (index_key(agent, seq), leaf))
+            .map(|(key, _, leaf)| (key, leaf))
             .collect();
         for agent in 0..tree.seq_end.len() {
             tree.refresh_index_last(agent as u32);
         }
-        tree
+        Ok(tree)
     }
 }
 
