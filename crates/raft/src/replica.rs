@@ -312,6 +312,9 @@ impl<M: StateMachine> Replica<M> {
         let log = RaftLog::new(meta, recovered.entries);
         let membership = log.membership_at(log.last_index());
         let base = log.snapshot().index;
+        // Tokens of different incarnations differ (unless one issued over 2^20 writes per ms of
+        // uptime), so a stray completion from before a crash cannot acknowledge a new write.
+        let first_token = now_ms.saturating_mul(1 << 20).saturating_add(1);
         let mut replica = Self {
             rng_state: config.seed ^ config.id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             config,
@@ -343,9 +346,9 @@ impl<M: StateMachine> Replica<M> {
             pending_reads: Vec::new(),
             transfer: None,
             persist: PersistBuffer::default(),
-            next_token: 1,
-            acked_through: 0,
-            last_hard_state_token: 0,
+            next_token: first_token,
+            acked_through: first_token - 1,
+            last_hard_state_token: first_token - 1,
             issued: BTreeMap::new(),
             acked_early: BTreeSet::new(),
             step_messages: Vec::new(),
