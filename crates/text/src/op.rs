@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Identifier of a replica (an agent editing the document).
-pub type ReplicaId = u64;
+/// Identifier of a replica (an agent editing the document); the same as `clock::ReplicaId`.
+pub type ReplicaId = clock::ReplicaId;
 
 /// Identifier of one operation element: a character inserted, or one deletion.
 ///
@@ -73,6 +73,40 @@ impl Version {
     /// Whether nothing is included.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
+    }
+}
+
+impl From<&Version> for clock::VersionVector {
+    /// The same counts: element `seq` of a replica is the clock crate's dot `seq + 1`.
+    fn from(version: &Version) -> Self {
+        let mut vector = clock::VersionVector::new();
+        for (replica, count) in version.iter() {
+            vector.set(replica, count);
+        }
+        vector
+    }
+}
+
+impl From<&clock::VersionVector> for Version {
+    /// The same counts, read back from a clock-crate version vector.
+    fn from(vector: &clock::VersionVector) -> Self {
+        let mut version = Version::new();
+        for (replica, count) in vector.iter() {
+            version.set(replica, count);
+        }
+        version
+    }
+}
+
+impl Version {
+    /// Whether this version includes the clock crate's `dot` (its counter starts at 1).
+    pub fn contains_dot(&self, dot: &clock::Dot) -> bool {
+        dot.counter >= 1 && dot.counter <= self.get(dot.replica)
+    }
+
+    /// Causal comparison with another version (before, after, equal or concurrent).
+    pub fn compare(&self, other: &Version) -> clock::Causality {
+        clock::VersionVector::from(self).compare(&clock::VersionVector::from(other))
     }
 }
 

@@ -133,3 +133,21 @@ fn anchors_stay_on_their_character_across_concurrent_edits() {
     let mut stranger = Document::new(3);
     assert_eq!(stranger.resolve_anchor(&cursor), None);
 }
+
+#[test]
+fn versions_convert_to_clock_version_vectors_and_compare_causally() {
+    let mut a = Document::new(1);
+    let mut b = Document::new(2);
+    a.insert(0, "ab").unwrap();
+    b.merge(&mut a).unwrap();
+    let shared = b.version();
+    b.insert(0, "c").unwrap();
+    a.delete(0..1).unwrap();
+    let vector = clock::VersionVector::from(&a.version());
+    assert_eq!(vector.get(1), 3, "two insertions and one deletion");
+    assert_eq!(text::Version::from(&vector), a.version());
+    assert!(a.version().contains_dot(&clock::Dot { replica: 1, counter: 3 }));
+    assert!(!a.version().contains_dot(&clock::Dot { replica: 2, counter: 1 }));
+    assert_eq!(a.version().compare(&b.version()), clock::Causality::Concurrent);
+    assert_eq!(shared.compare(&a.version()), clock::Causality::Before);
+}
