@@ -282,6 +282,25 @@ pub struct Replica<M: StateMachine> {
     pub(crate) effects: VecDeque<Effect>,
 }
 
+impl<M: StateMachine> std::fmt::Debug for Replica<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("id", &self.config.id)
+            .field("term", &self.hard_state.term)
+            .field("voted_for", &self.hard_state.voted_for)
+            .field("role", &self.role)
+            .field("leader", &self.leader)
+            .field("last_index", &self.log.last_index())
+            .field("commit_index", &self.commit_index)
+            .field("applied_index", &self.applied_index)
+            .field("durable_index", &self.durable_index)
+            .field("snapshot_index", &self.log.snapshot().index)
+            .field("membership", &self.membership)
+            .field("repairing", &self.repairing)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<M: StateMachine> Replica<M> {
     /// Builds a replica from its configuration, what storage recovered, and an empty state machine.
     pub fn new(
