@@ -119,6 +119,8 @@ pub struct Document {
     redo_steps: Vec<UndoStep>,
     /// Most undo steps kept.
     undo_limit: usize,
+    /// Reused buffer for the pieces of a local deletion.
+    scratch: Vec<(Iid, u32)>,
 }
 
 impl Document {
@@ -138,6 +140,7 @@ impl Document {
             undo_steps: Vec::new(),
             redo_steps: Vec::new(),
             undo_limit: UNDO_LIMIT_DEFAULT,
+            scratch: Vec::new(),
         };
         doc.agent = doc.agent_for(replica);
         doc
@@ -171,6 +174,7 @@ impl Document {
             undo_steps: Vec::new(),
             redo_steps: Vec::new(),
             undo_limit: UNDO_LIMIT_DEFAULT,
+            scratch: Vec::new(),
         };
         doc.agent = doc.agent_for(replica);
         for position in 0..doc.log.len() {
@@ -372,14 +376,17 @@ impl Document {
             }
         }
         self.take_seq(range.end - range.start)?;
-        let mut deleted = Vec::new();
+        // A reused buffer: deleting is frequent and usually one piece.
+        let mut deleted = std::mem::take(&mut self.scratch);
+        deleted.clear();
         self.tree
             .local_delete(range.start, range.end - range.start, |id, n| {
                 deleted.push((id, n));
             });
-        for (target, n) in deleted {
+        for &(target, n) in &deleted {
             self.record_local_delete(target, n);
         }
+        self.scratch = deleted;
         if self.undo_limit > 0 {
             self.push_undo(UndoStep::Deleted { pieces, text });
         }

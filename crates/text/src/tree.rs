@@ -676,14 +676,22 @@ impl Tree {
 
     /// Deletes `count` characters of run `(order, run_index)` from `offset` (which must fit in
     /// the run). Returns whether they were visible (a no-op on tombstones).
-    fn delete_in_run(&mut self, order: usize, run_index: usize, offset: u32, count: u32) -> bool {
+    /// `char_start`, if known, is the leaf's visible index of the first deleted character.
+    fn delete_in_run(
+        &mut self,
+        order: usize,
+        run_index: usize,
+        offset: u32,
+        count: u32,
+        char_start: Option<u32>,
+    ) -> bool {
         self.typing = None;
         let leaf = &mut self.leaves[self.order[order] as usize];
         let run = leaf.runs[run_index];
         if run.deleted {
             return false;
         }
-        let char_start = leaf.visible_before(run_index) + offset;
+        let char_start = char_start.unwrap_or_else(|| leaf.visible_before(run_index) + offset);
         let byte_start = leaf.byte_offset(char_start);
         let byte_end = leaf.byte_offset(char_start + count);
         leaf.text.replace_range(byte_start..byte_end, "");
@@ -725,13 +733,14 @@ impl Tree {
         while count > 0 {
             let (order, base) = self.find_leaf(pos);
             let leaf = &self.leaves[self.order[order] as usize];
-            let (run_index, offset) = Self::locate_visible(leaf, (pos - base) as u32);
+            let within = (pos - base) as u32;
+            let (run_index, offset) = Self::locate_visible(leaf, within);
             let Some(run) = leaf.runs.get(run_index) else {
                 return;
             };
             let piece = (run.len - offset).min(u32::try_from(count).unwrap_or(u32::MAX));
             deleted(run.id_at(offset), piece);
-            self.delete_in_run(order, run_index, offset, piece);
+            self.delete_in_run(order, run_index, offset, piece, Some(within));
             count -= u64::from(piece);
         }
     }
@@ -769,7 +778,7 @@ impl Tree {
                 return false;
             };
             let piece = (self.run_at(order, run_index).len - offset).min(end - seq);
-            if self.delete_in_run(order, run_index, offset, piece) {
+            if self.delete_in_run(order, run_index, offset, piece, None) {
                 deleted(id, piece);
             }
             seq += piece;
