@@ -17,7 +17,8 @@ use crate::process::NodeId;
 pub enum Fault {
     /// Installs a partition, replacing any other.
     Partition(Partition),
-    /// Removes the partition and every link override, and restores the configured loss rate.
+    /// Removes the partition and every link override, and restores the configured loss,
+    /// duplication and reordering rates.
     Heal,
     /// Stops a node: volatile state is lost, writes not yet durable may be lost.
     Crash {
@@ -56,6 +57,17 @@ pub enum Fault {
         /// Loss probability.
         probability: f64,
     },
+    /// Makes the network deliver some messages twice until the next [`Fault::Heal`].
+    Duplicate {
+        /// Probability that a message is duplicated.
+        probability: f64,
+    },
+    /// Holds some messages back (up to the configured reorder delay) until the next
+    /// [`Fault::Heal`], so later messages overtake them.
+    Reorder {
+        /// Probability that a message is held back.
+        probability: f64,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -78,6 +90,10 @@ impl fmt::Display for Fault {
             ),
             Fault::ResetClocks => f.write_str("reset clocks"),
             Fault::Loss { probability } => write!(f, "loss {:.0}%", probability * 100.0),
+            Fault::Duplicate { probability } => {
+                write!(f, "duplicate {:.0}%", probability * 100.0)
+            }
+            Fault::Reorder { probability } => write!(f, "reorder {:.0}%", probability * 100.0),
         }
     }
 }
@@ -106,16 +122,22 @@ pub enum NemesisKind {
     Skew,
     /// Random message loss for a while.
     Loss,
+    /// Duplicated messages for a while.
+    Duplicate,
+    /// Reordered (held back) messages for a while.
+    Reorder,
 }
 
 impl NemesisKind {
     /// Every kind with its `--nemesis` name.
-    pub const ALL: [(&'static str, NemesisKind); 5] = [
+    pub const ALL: [(&'static str, NemesisKind); 7] = [
         ("partition", NemesisKind::Partition),
         ("crash", NemesisKind::Crash),
         ("pause", NemesisKind::Pause),
         ("skew", NemesisKind::Skew),
         ("loss", NemesisKind::Loss),
+        ("duplicate", NemesisKind::Duplicate),
+        ("reorder", NemesisKind::Reorder),
     ];
 }
 
@@ -124,7 +146,9 @@ impl NemesisKind {
 #[non_exhaustive]
 pub enum NemesisError {
     /// Not one of the names in [`NemesisKind::ALL`].
-    #[error("unknown nemesis `{0}`; known: partition, crash, pause, skew, loss, none")]
+    #[error(
+        "unknown nemesis `{0}`; known: partition, crash, pause, skew, loss, duplicate, reorder, none"
+    )]
     Unknown(String),
 }
 
@@ -208,6 +232,18 @@ fn draw(kind: NemesisKind, node: NodeId, nodes: usize, rng: &mut SimRng) -> (Fau
         NemesisKind::Partition | NemesisKind::Loss => (
             Fault::Loss {
                 probability: rng.random_range(0.05..0.5),
+            },
+            vec![Fault::Heal],
+        ),
+        NemesisKind::Duplicate => (
+            Fault::Duplicate {
+                probability: rng.random_range(0.05..0.5),
+            },
+            vec![Fault::Heal],
+        ),
+        NemesisKind::Reorder => (
+            Fault::Reorder {
+                probability: rng.random_range(0.1..0.6),
             },
             vec![Fault::Heal],
         ),

@@ -352,6 +352,16 @@ impl Network {
         self.config.loss = probability.clamp(0.0, 1.0);
     }
 
+    /// Sets the duplication probability shared by every link.
+    pub fn set_duplicate(&mut self, probability: f64) {
+        self.config.duplicate = probability.clamp(0.0, 1.0);
+    }
+
+    /// Sets the probability that a message is held back (reordered) on every link.
+    pub fn set_reorder(&mut self, probability: f64) {
+        self.config.reorder = probability.clamp(0.0, 1.0);
+    }
+
     /// Clears every link override.
     pub fn clear_overrides(&mut self) {
         self.overrides.clear();

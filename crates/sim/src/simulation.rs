@@ -409,10 +409,16 @@ impl<P: Process> Simulation<P> {
             Fault::Heal => {
                 self.network.set_partition(None);
                 self.network.clear_overrides();
-                let loss = self.config.network.loss;
+                let configured = &self.config.network;
+                let (loss, duplicate, reorder) =
+                    (configured.loss, configured.duplicate, configured.reorder);
                 self.network.set_loss(loss);
+                self.network.set_duplicate(duplicate);
+                self.network.set_reorder(reorder);
             }
             Fault::Loss { probability } => self.network.set_loss(*probability),
+            Fault::Duplicate { probability } => self.network.set_duplicate(*probability),
+            Fault::Reorder { probability } => self.network.set_reorder(*probability),
             Fault::Crash { node } => self.crash(*node),
             Fault::Restart { node } => self.restart(*node),
             Fault::Pause { node } => {

@@ -17,6 +17,8 @@ fn all_faults(seed: u64) -> ScenarioOptions {
             NemesisKind::Pause,
             NemesisKind::Skew,
             NemesisKind::Loss,
+            NemesisKind::Duplicate,
+            NemesisKind::Reorder,
         ],
         duration_ns: 10_000_000_000,
         trace: true,
@@ -251,4 +253,46 @@ proptest! {
         let again = run_register(RegisterKind::SingleCopy, &options);
         prop_assert_eq!(output.report.hash, again.report.hash);
     }
+}
+
+#[test]
+fn duplication_and_reordering_show_up_in_the_counts() {
+    // Echo bounces every copy, so duplicates multiply: keep the run short (≈ 40 hops).
+    let mut config = Config::new(8, 4);
+    config.network.duplicate = 0.1;
+    config.network.reorder = 0.2;
+    let mut simulation = Simulation::new(config, |node, _| sim::services::Echo::new(node, 4, 1));
+    simulation.run_until(30_000_000);
+    let stats = simulation.stats();
+    assert!(stats.messages_duplicated > 0, "{stats:?}");
+    assert!(
+        stats.messages_delivered > stats.messages_sent / 2,
+        "{stats:?}"
+    );
+    assert!(stats.messages_sent < 100_000, "{stats:?}");
+}
+
+#[test]
+fn random_nemesis_plans_come_from_the_seed_alone() {
+    let kinds = [
+        NemesisKind::Partition,
+        NemesisKind::Crash,
+        NemesisKind::Duplicate,
+    ];
+    let plan = sim::NemesisPlan::random(&kinds, 5, 30_000_000_000, 42);
+    assert_eq!(
+        plan,
+        sim::NemesisPlan::random(&kinds, 5, 30_000_000_000, 42)
+    );
+    assert_ne!(
+        plan,
+        sim::NemesisPlan::random(&kinds, 5, 30_000_000_000, 43)
+    );
+    assert!(
+        plan.steps
+            .windows(2)
+            .all(|pair| pair[0].at_ns <= pair[1].at_ns)
+    );
+    assert!(plan.steps.iter().all(|step| step.at_ns <= 30_000_000_000));
+    assert!(plan.steps.len() >= 8, "{}", plan.steps.len());
 }

@@ -42,7 +42,7 @@ pub struct Args {
     /// Number of nodes.
     #[arg(long, default_value_t = 5)]
     pub nodes: usize,
-    /// Faults, comma-separated: partition, crash, pause, skew, loss (or none).
+    /// Faults, comma-separated: partition, crash, pause, skew, loss, duplicate, reorder (or none).
     #[arg(long, default_value = "none")]
     pub nemesis: String,
     /// Virtual time the clients run: 30s, 500ms, 2m.
