@@ -36,6 +36,7 @@
 //! [`workload`] and [`history`] (clients and their JSON Lines history), [`trace`] (vector-clocked
 //! trace, ShiViz export), [`services`] (example protocols).
 
+pub mod adapters;
 pub mod disk;
 pub mod geo;
 pub mod history;

@@ -354,6 +354,12 @@ fn replay(target: Option<&Path>) -> anyhow::Result<ExitCode> {
     let Some(target) = target else {
         bail!("usage: concur sim replay <run directory | run.json | history.jsonl>");
     };
+    if !target.exists() {
+        bail!(
+            "no run at {}: give the directory `concur sim register` wrote (e.g. runs/sim/register-seed-7/unsafe)",
+            target.display()
+        );
+    }
     let directory = if target.is_dir() {
         target.to_path_buf()
     } else {
