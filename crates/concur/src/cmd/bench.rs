@@ -205,3 +205,63 @@ fn print_report(report: &TextReport, json: bool) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes `json` to a fresh file under the temp directory and returns its path.
+    fn trace_file(name: &str, json: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("concur-bench-{}-{name}", std::process::id()));
+        std::fs::write(&path, json).expect("temp dir is writable");
+        path
+    }
+
+    /// Runs `concur bench text` on `path` with two runs.
+    fn bench(path: PathBuf) -> anyhow::Result<ExitCode> {
+        run(Args {
+            command: BenchCommand::Text(TextArgs {
+                file: path,
+                json: true,
+                runs: 2,
+            }),
+        })
+    }
+
+    #[test]
+    fn sequential_trace_with_unicode_and_replacements_passes() {
+        let json = r#"{"startContent":"ab","endContent":"añ😀d","txns":[
+            {"time":"t","patches":[[1,1,"ñ"],[2,0,"cd"]]},
+            {"time":"t","patches":[[2,1,"😀"]]}]}"#;
+        let code = bench(trace_file("ok.json", json)).expect("runs");
+        assert_eq!(code, ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn wrong_end_content_exits_one() {
+        let json = r#"{"startContent":"","endContent":"xyz","txns":[
+            {"time":"t","patches":[[0,0,"abc"]]}]}"#;
+        let code = bench(trace_file("wrong.json", json)).expect("runs");
+        assert_eq!(code, ExitCode::from(1));
+    }
+
+    #[test]
+    fn concurrent_trace_converges() {
+        // Two agents type at the same place concurrently, then agent 0 edits on top of both.
+        let json = r#"{"kind":"concurrent","numAgents":2,"endContent":"Hello World!","txns":[
+            {"agent":0,"parents":[],"numChildren":2,"patches":[[0,0,"Hello"]]},
+            {"agent":1,"parents":[],"numChildren":1,"patches":[[0,0,"World"]]},
+            {"agent":0,"parents":[0,1],"numChildren":0,"patches":[[5,0," "],[11,0,"!"]]}]}"#;
+        let code = bench(trace_file("concurrent.json", json)).expect("runs");
+        assert_eq!(code, ExitCode::SUCCESS);
+    }
+
+    #[test]
+    fn malformed_and_impossible_traces_are_errors() {
+        assert!(bench(trace_file("bad.json", r#"{"txns": ["#)).is_err());
+        let out_of_range = r#"{"startContent":"","endContent":"","txns":[
+            {"time":"t","patches":[[3,0,"a"]]}]}"#;
+        assert!(bench(trace_file("range.json", out_of_range)).is_err());
+        assert!(bench(PathBuf::from("/nonexistent/trace.json")).is_err());
+    }
+}
