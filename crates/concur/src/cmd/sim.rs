@@ -254,13 +254,11 @@ fn register(
         }
     }
     for (service, counterexample, directory, during) in &counterexamples {
-        println!("\n{service}: the checker's counterexample");
-        if let Some(during) = during {
-            println!("  (the last nemesis step before it: {during})");
-        }
-        for line in counterexample.to_string().lines().take(16) {
-            println!("  {line}");
-        }
+        print_counterexample(*service, counterexample, during.as_deref());
+        println!(
+            "full counterexample: concur check lin {}",
+            directory.join("history.jsonl").display()
+        );
         println!("replay: concur sim replay {}", directory.display());
         println!("   or:  {}", command_line(args, options, service.name()));
     }
@@ -281,6 +279,42 @@ fn register(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A short account of a violation: the operation no order explains, what the key could hold,
+/// the operations overlapping it, and the fault in force.
+fn print_counterexample(
+    service: RegisterKind,
+    counterexample: &check::linearizability::Counterexample,
+    during: Option<&str>,
+) {
+    const WINDOW_SHOWN: usize = 4;
+    println!(
+        "\n{service}: NOT linearizable on key {:?}. No order consistent with real time explains",
+        counterexample.key
+    );
+    println!("    {}", counterexample.operation);
+    println!(
+        "  every legal order leaves the key holding {} when it returns.",
+        counterexample.possible_states.join(" or ")
+    );
+    let overlapping: Vec<_> = counterexample
+        .window
+        .iter()
+        .filter(|entry| entry.operation != counterexample.operation)
+        .collect();
+    if !overlapping.is_empty() {
+        println!("  overlapping operations:");
+        for entry in overlapping.iter().take(WINDOW_SHOWN) {
+            println!("    {}", entry.operation);
+        }
+        if overlapping.len() > WINDOW_SHOWN {
+            println!("    … {} more", overlapping.len() - WINDOW_SHOWN);
+        }
+    }
+    if let Some(during) = during {
+        println!("  the last fault before it: {during}");
+    }
 }
 
 /// The last nemesis step at or before `time_ns`, as `at 9.895 s: partition ...`.
