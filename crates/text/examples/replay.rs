@@ -29,5 +29,9 @@ fn main() {
         assert_eq!(loaded.len(), doc.len());
     }
     times.sort();
-    println!("load median {:?} ({} bytes)", times[times.len() / 2], encoded.len());
+    println!(
+        "load median {:?} ({} bytes)",
+        times[times.len() / 2],
+        encoded.len()
+    );
 }

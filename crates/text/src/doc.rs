@@ -193,6 +193,19 @@ impl Document {
         self.log_index[agent].push((span.seq, position as u32));
     }
 
+    /// A copy of this document that edits as `replica` (with empty undo history). If `replica`
+    /// already has operations here, the copy continues after them: no other live copy may edit
+    /// as the same replica, or identifiers would repeat.
+    pub fn fork(&self, replica: ReplicaId) -> Document {
+        let mut copy = self.clone();
+        copy.replica = replica;
+        copy.agent = copy.agent_for(replica);
+        copy.pending.clear();
+        copy.undo_steps.clear();
+        copy.redo_steps.clear();
+        copy
+    }
+
     /// This replica's id.
     pub fn replica(&self) -> ReplicaId {
         self.replica

@@ -14,6 +14,8 @@ use crate::op::{ReplicaId, Version};
 
 /// Replica id of the observer that collects every operation in a concurrent replay.
 const OBSERVER: ReplicaId = u64::MAX;
+/// Replica ids above this are forks of agents that branched from an older version.
+const FORK_BASE: ReplicaId = 1 << 40;
 
 /// Why a trace could not be read or replayed.
 #[derive(Debug, thiserror::Error)]
@@ -155,7 +157,9 @@ pub fn replay_patches(start: &str, patches: &[Patch]) -> Result<Document, TraceE
 }
 
 /// Replays a concurrent trace with one replica per agent (replica id = agent number) and
-/// merges everything everywhere; returns the replicas.
+/// merges everything everywhere; returns the replicas. An agent whose transaction is made on
+/// an older version than its replica already holds (a branch) continues on a fork with a new
+/// replica id, so identifiers never repeat.
 pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
     let agents_max = trace
         .txns
@@ -176,6 +180,7 @@ pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
         .collect();
     let mut observer = Document::new(OBSERVER);
     let mut versions: Vec<Version> = Vec::with_capacity(trace.txns.len());
+    let mut forks = 0u64;
     for (index, txn) in trace.txns.iter().enumerate() {
         let causality = |reason| TraceError::Causality { txn: index, reason };
         let agent = txn.agent.ok_or_else(|| causality("no agent"))? as usize;
@@ -186,11 +191,31 @@ pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
                 .ok_or_else(|| causality("parent is not an earlier transaction"))?;
             parents.merge(version);
         }
+        let agent_replica = replicas
+            .get_mut(agent)
+            .ok_or_else(|| causality("agent out of range"))?;
+        if !parents.includes(&agent_replica.version()) {
+            // The agent edits on top of an older version than its replica holds (a branch, as
+            // in histories taken from git): continue as a new replica id, forked from the
+            // latest replica whose version the parents include (or from scratch).
+            let base = replicas
+                .iter()
+                .filter(|r| parents.includes(&r.version()))
+                .max_by_key(|r| r.version().iter().map(|(_, c)| c).sum::<u64>());
+            forks += 1;
+            let fork_id = FORK_BASE + forks;
+            let fork = match base {
+                Some(base) => base.fork(fork_id),
+                None => {
+                    let mut doc = Document::new(fork_id);
+                    doc.set_undo_limit(0);
+                    doc
+                }
+            };
+            replicas[agent] = fork;
+        }
         let replica = &mut replicas[agent];
         let held = replica.version();
-        if !parents.includes(&held) {
-            return Err(causality("agent's replica holds edits outside the parents"));
-        }
         if held != parents {
             let ops = observer.ops_between(&held, Some(&parents));
             replica.apply_ops(ops)?;

@@ -253,3 +253,19 @@ fn long_concurrent_session_converges_across_leaf_splits() {
     let loaded = Document::decode(&docs[1].encode(), 1).unwrap();
     assert_eq!(loaded.text(), docs[0].text());
 }
+
+#[test]
+fn concurrent_trace_with_an_agent_branching_from_an_older_version_converges() {
+    // Agent 0 makes txn 2 on top of txn 0 only, although its replica already holds txn 1 (a
+    // branch, as in git histories); agent 1 then merges both branches.
+    let json = r#"{"kind":"concurrent","numAgents":2,"endContent":"","txns":[
+        {"agent":0,"parents":[],"numChildren":2,"patches":[[0,0,"abc"]]},
+        {"agent":0,"parents":[0],"numChildren":1,"patches":[[0,0,"X"]]},
+        {"agent":0,"parents":[0],"numChildren":1,"patches":[[3,0,"Y"]]},
+        {"agent":1,"parents":[1,2],"numChildren":0,"patches":[[0,1,"Z"],[5,0,"!"]]}]}"#;
+    let trace = Trace::parse(json.as_bytes()).unwrap();
+    let replicas = replay_concurrent(&trace).expect("replays");
+    for replica in &replicas {
+        assert_eq!(replica.text(), "ZabcY!");
+    }
+}

@@ -146,8 +146,17 @@ fn versions_convert_to_clock_version_vectors_and_compare_causally() {
     let vector = clock::VersionVector::from(&a.version());
     assert_eq!(vector.get(1), 3, "two insertions and one deletion");
     assert_eq!(text::Version::from(&vector), a.version());
-    assert!(a.version().contains_dot(&clock::Dot { replica: 1, counter: 3 }));
-    assert!(!a.version().contains_dot(&clock::Dot { replica: 2, counter: 1 }));
-    assert_eq!(a.version().compare(&b.version()), clock::Causality::Concurrent);
+    assert!(a.version().contains_dot(&clock::Dot {
+        replica: 1,
+        counter: 3
+    }));
+    assert!(!a.version().contains_dot(&clock::Dot {
+        replica: 2,
+        counter: 1
+    }));
+    assert_eq!(
+        a.version().compare(&b.version()),
+        clock::Causality::Concurrent
+    );
     assert_eq!(shared.compare(&a.version()), clock::Causality::Before);
 }
