@@ -911,18 +911,18 @@ impl SafetyObserver {
         let last = replica.last_index();
         let base = replica.snapshot_meta().index;
         let seen = self.seen.entry(node).or_default();
-        if let Some((leading_term, leading_last, leading_last_term)) = seen.leading {
-            if leading_term == term {
-                let kept = leading_last <= base
-                    || replica.term_at(leading_last) == Some(leading_last_term);
-                if last < leading_last || !kept {
-                    let detail = format!(
-                        "had last index {leading_last} (term {leading_last_term}), now last {last} \
-                         with term {:?} there",
-                        replica.term_at(leading_last)
-                    );
-                    return Err(SafetyViolation::LeaderAppendOnly { node, term, detail });
-                }
+        if let Some((leading_term, leading_last, leading_last_term)) = seen.leading
+            && leading_term == term
+        {
+            let kept =
+                leading_last <= base || replica.term_at(leading_last) == Some(leading_last_term);
+            if last < leading_last || !kept {
+                let detail = format!(
+                    "had last index {leading_last} (term {leading_last_term}), now last {last} \
+                     with term {:?} there",
+                    replica.term_at(leading_last)
+                );
+                return Err(SafetyViolation::LeaderAppendOnly { node, term, detail });
             }
         }
         let last_term = replica.term_at(last).unwrap_or(0);
