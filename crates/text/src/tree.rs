@@ -122,10 +122,7 @@ impl Leaf {
             // Every character is one byte: ASCII fast path.
             return chars as usize;
         }
-        self.text
-            .char_indices()
-            .nth(chars as usize)
-            .map_or(self.text.len(), |(byte, _)| byte)
+        skip_chars(&self.text, 0, chars as usize)
     }
 
     /// Number of visible characters before run `run_index`.
@@ -170,6 +167,9 @@ pub(crate) struct Tree {
     typing: Option<Typing>,
     /// Leaf of the most recent identifier lookup.
     recent_leaf: u32,
+    /// A known (leaf id, visible character, byte offset) triple, so converting a character
+    /// index near the last edit to a byte offset scans only the distance between them.
+    byte_hint: (u32, u32, usize),
 }
 
 /// The end of the last local insertion: typing on from here extends that run in place.
@@ -200,6 +200,7 @@ impl Default for Tree {
             index_last: Vec::new(),
             typing: None,
             recent_leaf: 0,
+            byte_hint: (u32::MAX, 0, 0),
         }
     }
 }
@@ -247,6 +248,7 @@ impl Tree {
             index_last: Vec::new(),
             typing: None,
             recent_leaf: 0,
+            byte_hint: (u32::MAX, 0, 0),
         };
         let ascii = text.is_ascii();
         let mut byte_start = 0usize;
@@ -269,10 +271,7 @@ impl Tree {
                 let end = if ascii {
                     (byte_start + visible as usize).min(text.len())
                 } else {
-                    text[byte_start..]
-                        .char_indices()
-                        .nth(visible as usize)
-                        .map_or(text.len(), |(b, _)| byte_start + b)
+                    skip_chars(text, byte_start, visible as usize)
                 };
                 leaf.text.push_str(&text[byte_start..end]);
                 byte_start = end;
@@ -300,6 +299,53 @@ impl Tree {
         }
         Ok(tree)
     }
+}
+
+/// Byte offset reached by skipping `chars` characters of `text` from byte `from`. Counts
+/// character starts eight bytes at a time (a UTF-8 continuation byte is `10xxxxxx`), so
+/// non-ASCII text costs little more than ASCII.
+fn skip_chars(text: &str, from: usize, chars: usize) -> usize {
+    let bytes = &text.as_bytes()[from..];
+    let mut seen = 0usize;
+    let mut offset = 0usize;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let continuation = word & !(word << 1) & 0x8080_8080_8080_8080;
+        let starts = 8 - continuation.count_ones() as usize;
+        if seen + starts > chars {
+            break;
+        }
+        seen += starts;
+        offset += 8;
+    }
+    for (i, &byte) in bytes[offset..].iter().enumerate() {
+        if (byte as i8) >= -0x40 {
+            if seen == chars {
+                return from + offset + i;
+            }
+            seen += 1;
+        }
+    }
+    text.len()
+}
+
+/// Byte offset reached by going back `chars` characters of `text` from byte `from`.
+fn skip_chars_back(text: &str, from: usize, chars: usize) -> usize {
+    if chars == 0 {
+        return from;
+    }
+    let mut seen = 0usize;
+    for (i, &byte) in text.as_bytes()[..from].iter().enumerate().rev() {
+        if (byte as i8) >= -0x40 {
+            seen += 1;
+            if seen == chars {
+                return i;
+            }
+        }
+    }
+    0
 }
 
 /// Key of the identifier index: agent in the high half, sequence number in the low half.
@@ -362,6 +408,25 @@ impl Tree {
             self.seq_end.resize(agent + 1, 0);
         }
         self.seq_end[agent] = self.seq_end[agent].max(run.seq + run.len);
+    }
+
+    /// Byte offset of visible character `chars` in leaf `leaf_id`'s text, scanning from the
+    /// byte hint when it is in the same leaf.
+    fn leaf_byte(&self, leaf_id: u32, chars: u32) -> usize {
+        let leaf = &self.leaves[leaf_id as usize];
+        if leaf.text.len() == leaf.visible as usize {
+            return chars as usize;
+        }
+        let (hint_leaf, hint_chars, hint_byte) = self.byte_hint;
+        if hint_leaf == leaf_id {
+            if chars >= hint_chars {
+                return skip_chars(&leaf.text, hint_byte, (chars - hint_chars) as usize);
+            }
+            if hint_chars - chars < chars {
+                return skip_chars_back(&leaf.text, hint_byte, (hint_chars - chars) as usize);
+            }
+        }
+        skip_chars(&leaf.text, 0, chars as usize)
     }
 
     /// Recomputes stale leaf-to-order positions.
@@ -491,8 +556,9 @@ impl Tree {
     ) {
         self.typing = None;
         let leaf_id = self.order[order];
+        let byte = self.leaf_byte(leaf_id, chars_before);
+        self.byte_hint = (leaf_id, chars_before + run.len, byte + text.len());
         let leaf = &mut self.leaves[leaf_id as usize];
-        let byte = leaf.byte_offset(chars_before);
         leaf.text.insert_str(byte, text);
         leaf.visible += run.len;
         let extended = run_index > 0 && leaf.runs[run_index - 1].can_append(&run);
@@ -519,6 +585,7 @@ impl Tree {
     /// Splits an over-full leaf in two.
     fn split_leaf(&mut self, order: usize) {
         self.typing = None;
+        self.byte_hint.0 = u32::MAX;
         let leaf_id = self.order[order] as usize;
         let leaf = &mut self.leaves[leaf_id];
         let middle = if leaf.runs.len() > LEAF_RUNS_MAX {
@@ -634,6 +701,10 @@ impl Tree {
         }
         run.len += chars;
         leaf.text.insert_str(typing.byte, text);
+        if self.byte_hint.0 == leaf_id && self.byte_hint.2 >= typing.byte {
+            self.byte_hint.1 += chars;
+            self.byte_hint.2 += text.len();
+        }
         leaf.visible += chars;
         self.order_visible[typing.order] += chars;
         self.total_visible += u64::from(chars);
@@ -666,11 +737,12 @@ impl Tree {
             return;
         }
         let chars = (pos_end - base) as u32;
+        let byte = self.leaf_byte(self.order[order], chars);
         self.typing = Some(Typing {
             order,
             run: run_index,
             pos: pos_end,
-            byte: leaf.byte_offset(chars),
+            byte,
         });
     }
 
@@ -686,14 +758,21 @@ impl Tree {
         char_start: Option<u32>,
     ) -> bool {
         self.typing = None;
-        let leaf = &mut self.leaves[self.order[order] as usize];
+        let leaf_id = self.order[order];
+        let leaf = &self.leaves[leaf_id as usize];
         let run = leaf.runs[run_index];
         if run.deleted {
             return false;
         }
         let char_start = char_start.unwrap_or_else(|| leaf.visible_before(run_index) + offset);
-        let byte_start = leaf.byte_offset(char_start);
-        let byte_end = leaf.byte_offset(char_start + count);
+        let byte_start = self.leaf_byte(leaf_id, char_start);
+        self.byte_hint = (leaf_id, char_start, byte_start);
+        let leaf = &mut self.leaves[leaf_id as usize];
+        let byte_end = if leaf.text.len() == leaf.visible as usize {
+            byte_start + count as usize
+        } else {
+            skip_chars(&leaf.text, byte_start, count as usize)
+        };
         leaf.text.replace_range(byte_start..byte_end, "");
         leaf.visible -= count;
         let mut index = run_index;
@@ -901,8 +980,8 @@ impl Tree {
         let len = (run.len - offset).min(len_max);
         if !run.deleted {
             let chars_before = leaf.visible_before(run_index) + offset;
-            let start = leaf.byte_offset(chars_before);
-            let end = leaf.byte_offset(chars_before + len);
+            let start = self.leaf_byte(self.order[order], chars_before);
+            let end = skip_chars(&leaf.text, start, len as usize);
             out.push_str(&leaf.text[start..end]);
         }
         Some((
@@ -945,6 +1024,31 @@ impl Run {
             self.origin_left
         } else {
             self.id_at(offset - 1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_chars;
+
+    #[test]
+    fn skip_chars_matches_char_indices_on_mixed_text() {
+        let text = "aé中😀b".repeat(7) + "xyz\u{10FFFF}ß";
+        let starts: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
+        for (from_char, &from) in starts.iter().enumerate() {
+            for chars in 0..=starts.len() - from_char {
+                let expected = starts.get(from_char + chars).copied().unwrap_or(text.len());
+                assert_eq!(
+                    skip_chars(&text, from, chars),
+                    expected,
+                    "from {from} skip {chars}"
+                );
+                if chars <= from_char {
+                    let back = super::skip_chars_back(&text, from, chars);
+                    assert_eq!(back, starts[from_char - chars], "from {from} back {chars}");
+                }
+            }
         }
     }
 }
