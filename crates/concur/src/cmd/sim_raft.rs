@@ -257,7 +257,10 @@ fn sweep(args: &RaftArgs, template: &RaftRunOptions, seeds: &[u64]) -> anyhow::R
             unknown += 1;
         }
         if let Some(reason) = violation {
-            let line = format!("seed {seed}: {reason}\n  replay: {}", replay_line(args, seed));
+            let line = format!(
+                "seed {seed}: {reason}\n  replay: {}",
+                replay_line(args, seed)
+            );
             match &progress {
                 Some(bar) => bar.println(&line),
                 None => println!("{line}"),
