@@ -1199,3 +1199,156 @@ pub fn client_latencies_ns(
     }
     latencies
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::{EntryPayload, HardState, RecoveredState};
+
+    use super::*;
+
+    fn command(term: Term, index: LogIndex, value: &str) -> Entry {
+        let put = KvCommand::Put {
+            key: "x".into(),
+            value: value.as_bytes().to_vec(),
+        };
+        Entry {
+            term,
+            index,
+            payload: EntryPayload::Command {
+                client_id: 1,
+                sequence: index,
+                command: put.encode(),
+            },
+        }
+    }
+
+    #[test]
+    fn observer_catches_logs_that_agree_on_a_term_but_not_on_the_entry() {
+        // Two replicas recovered with entry 2 of term 1 holding different commands: Log
+        // Matching is broken before anything runs, and the first observation must say so.
+        let settings = Rc::new(RaftSettings::new(3));
+        let config = crate::Config::new(1, 3);
+        let mut simulation = Simulation::new(config, move |node, _storage| {
+            let mut raft_node = RaftNode::new(node, Rc::clone(&settings), &Storage::new());
+            let value = if node == 1 { "b" } else { "a" };
+            raft_node.boot = Some(RecoveredState {
+                hard_state: HardState {
+                    term: 1,
+                    voted_for: None,
+                },
+                snapshot: None,
+                entries: vec![command(1, 1, "a"), command(1, 2, value)],
+                corrupted: false,
+            });
+            raft_node
+        });
+        simulation.run_until(1);
+        let mut observer = SafetyObserver::new();
+        let violation = observer.observe(&mut simulation).unwrap_err();
+        assert!(
+            matches!(violation, SafetyViolation::LogMatching { index: 2, .. }),
+            "{violation}"
+        );
+    }
+
+    #[test]
+    fn observer_catches_different_entries_applied_at_one_index() {
+        let mut observer = SafetyObserver::new();
+        let entry = |crc| AppliedEntry {
+            index: 5,
+            term: 2,
+            payload_crc: crc,
+        };
+        observer.check_applied(0, &entry(7)).unwrap();
+        observer.check_applied(1, &entry(7)).unwrap();
+        let violation = observer.check_applied(2, &entry(8)).unwrap_err();
+        assert!(matches!(
+            violation,
+            SafetyViolation::StateMachineSafety {
+                node: 2,
+                index: 5,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn outcomes_are_definite_only_when_nothing_can_take_effect() {
+        let write = RegisterOperation::Write {
+            key: "x".into(),
+            value: 3,
+        };
+        let cas = RegisterOperation::Cas {
+            key: "x".into(),
+            expected: 1,
+            new: 2,
+        };
+        let read = RegisterOperation::Read { key: "x".into() };
+        let reply = |output: Vec<u8>| {
+            RaftResponse::Reply(Ok(ClientResponse {
+                output,
+                index: 1,
+                stale: false,
+            }))
+        };
+        // Real outputs of the KV store (its output encoder is private to raft).
+        let get = KvQuery::Get { key: "x".into() }.encode();
+        let put = |value: &str| {
+            KvCommand::Put {
+                key: "x".into(),
+                value: value.as_bytes().to_vec(),
+            }
+            .encode()
+        };
+        let mut kv = Kv::new();
+        let absent = raft::StateMachine::query(&kv, &get);
+        let written = raft::StateMachine::apply(&mut kv, &put("4"));
+        let four = raft::StateMachine::query(&kv, &get);
+        let refused = raft::StateMachine::apply(&mut kv, &register_command(&cas));
+        let not_leader = RaftResponse::Reply(Err(ClientError::NotLeader {
+            leader_hint: Some(2),
+            term: 3,
+        }));
+        let indefinite = RaftResponse::Reply(Err(ClientError::Indefinite { leader_hint: None }));
+        let gave_up = |definite| RaftResponse::GaveUp {
+            definite,
+            reason: "no answer".into(),
+        };
+        assert!(matches!(
+            register_outcome(&write, &not_leader),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(
+            register_outcome(&write, &indefinite),
+            Outcome::Info(_)
+        ));
+        assert!(matches!(
+            register_outcome(&write, &gave_up(true)),
+            Outcome::Fail(_)
+        ));
+        assert!(matches!(
+            register_outcome(&write, &gave_up(false)),
+            Outcome::Info(_)
+        ));
+        assert_eq!(
+            register_outcome(&write, &reply(written)),
+            Outcome::Ok(json!(3))
+        );
+        assert_eq!(
+            register_outcome(&cas, &reply(refused)),
+            Outcome::Fail("precondition failed".into())
+        );
+        assert_eq!(register_outcome(&read, &reply(four)), Outcome::Ok(json!(4)));
+        assert_eq!(
+            register_outcome(&read, &reply(absent)),
+            Outcome::Ok(json!(null))
+        );
+    }
+
+    fn register_command(operation: &RegisterOperation) -> Vec<u8> {
+        match register_operation(operation) {
+            ClientOperation::Write(command) => command,
+            other => panic!("not a write: {other:?}"),
+        }
+    }
+}
