@@ -66,17 +66,6 @@ pub(crate) struct DeleteSpan {
     pub reversed: bool,
 }
 
-impl DeleteSpan {
-    /// The lowest target sequence number.
-    fn target_low(&self) -> u32 {
-        if self.reversed {
-            self.target.seq + 1 - self.len
-        } else {
-            self.target.seq
-        }
-    }
-}
-
 /// One step of local undo history.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum UndoStep {
@@ -825,10 +814,11 @@ impl Document {
                     let span = *span;
                     let skip = start - span.seq;
                     let n = (span.seq + span.len).min(end) - start;
+                    // Decoding checked that every target fits; saturate rather than trust it.
                     let target_seq = if span.reversed {
-                        span.target.seq - skip
+                        span.target.seq.saturating_sub(skip)
                     } else {
-                        span.target.seq + skip
+                        span.target.seq.saturating_add(skip)
                     };
                     ops.push(Op::Delete {
                         id: CharId {
@@ -892,10 +882,5 @@ impl Document {
     pub fn merge(&mut self, other: &mut Document) -> Result<(), ApplyError> {
         let ops = other.ops_since(&self.version());
         self.apply_ops(ops)
-    }
-
-    /// Lowest target of a deletion span (for checks in decoding).
-    pub(crate) fn span_target_low(span: &DeleteSpan) -> u32 {
-        span.target_low()
     }
 }

@@ -138,6 +138,26 @@ fn open<'a>(bytes: &'a [u8], magic: [u8; 4], what: &'static str) -> Result<&'a [
     Ok(&content[4..])
 }
 
+/// Wraps an arbitrary update body in a valid magic and checksum, so fuzzers and tests reach the
+/// decoder's field checks instead of stopping at the checksum. Not for production use.
+#[doc(hidden)]
+pub fn seal_update_body(body: &[u8]) -> Vec<u8> {
+    let mut out = UPDATE_MAGIC.to_vec();
+    out.extend_from_slice(body);
+    seal(out)
+}
+
+/// Wraps an arbitrary document body in a valid magic, compression and checksum (see
+/// [`seal_update_body`]). Not for production use.
+#[doc(hidden)]
+pub fn seal_document_body(body: &[u8]) -> Vec<u8> {
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(DOCUMENT_MAGIC.to_vec(), flate2::Compression::fast());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    seal(encoder.finish().unwrap_or_default())
+}
+
 /// Appends the checksum of `out`.
 fn seal(mut out: Vec<u8>) -> Vec<u8> {
     let sum = crc32fast::hash(&out);
@@ -581,14 +601,14 @@ fn decode_deletes(
             reversed,
         };
         let end = seq.checked_add(len).filter(|&e| len > 0 && e <= next);
-        let low = Document::span_target_low(&span);
-        let targets_ok = if reversed {
-            target_seq.checked_sub(len - 1).is_some()
-        } else {
-            target_seq
-                .checked_add(len)
-                .is_some_and(|e| e <= target_next)
-        } && low < target_next;
+        let targets_ok = len > 0
+            && if reversed {
+                target_seq.checked_sub(len - 1).is_some() && target_seq < target_next
+            } else {
+                target_seq
+                    .checked_add(len)
+                    .is_some_and(|e| e <= target_next)
+            };
         last_end = end
             .filter(|_| targets_ok)
             .ok_or(DecodeError::Invalid("bad deletion"))?;
