@@ -37,6 +37,7 @@
 //! trace, ShiViz export), [`services`] (example protocols).
 
 pub mod adapters;
+pub mod byzantine;
 pub mod disk;
 pub mod geo;
 pub mod history;

@@ -194,6 +194,14 @@ impl<'a, M, R> Context<'a, M, R> {
         }
     }
 
+    /// Pushes an effect as built elsewhere (for wrappers that filter another process's effects).
+    pub fn push(&mut self, effect: Effect<M, R>) {
+        if matches!(effect, Effect::Log { .. }) && !self.tracing {
+            return;
+        }
+        self.effects.push(effect);
+    }
+
     /// Drains the effects pushed so far (for drivers and unit tests).
     pub fn drain(&mut self) -> std::vec::Drain<'_, Effect<M, R>> {
         self.effects.drain(..)
