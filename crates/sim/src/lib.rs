@@ -34,7 +34,9 @@
 //! Modules: [`process`] (the trait), [`simulation`] (the driver), [`network`] and [`geo`] (links,
 //! partitions, distances), [`disk`] (durable vs pending writes), [`nemesis`] (fault plans),
 //! [`workload`] and [`history`] (clients and their JSON Lines history), [`trace`] (vector-clocked
-//! trace, ShiViz export), [`services`] (example protocols).
+//! trace, ShiViz export), [`services`] (example protocols), [`byzantine`] (lying wrappers),
+//! [`scenario`] (ready-made runs for the CLI and benches), [`adapters`] (protocol crates as
+//! processes).
 
 pub mod adapters;
 pub mod byzantine;
