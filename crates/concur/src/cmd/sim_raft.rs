@@ -58,6 +58,38 @@ pub struct RaftArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `concur sim raft …` parsed on its own (raft defaults: 3 nodes, every fault, 10 s).
+#[derive(clap::Parser, Debug)]
+#[command(name = "concur sim raft")]
+struct RaftCommand {
+    #[command(flatten)]
+    args: RaftArgs,
+}
+
+/// Runs `concur sim raft` from the process's command line: the words after `raft` are parsed
+/// as [`RaftArgs`], so the raft defaults apply rather than those of `concur sim`'s own flags.
+pub fn run_raft_from_command_line() -> anyhow::Result<ExitCode> {
+    let words: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(position) = words.iter().position(|word| word == "raft") else {
+        bail!("expected `concur sim raft …`");
+    };
+    let rest = words[position + 1..].iter().cloned();
+    let command = std::iter::once(std::ffi::OsString::from("concur sim raft")).chain(rest);
+    match <RaftCommand as clap::Parser>::try_parse_from(command) {
+        Ok(parsed) => run_raft(parsed.args),
+        Err(error) => {
+            let usage = error.use_stderr();
+            // Prints help/version to stdout, usage errors to stderr.
+            let _ = error.print();
+            Ok(if usage {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
 /// Runs `concur sim raft`.
 pub fn run_raft(args: RaftArgs) -> anyhow::Result<ExitCode> {
     if args.nodes != 3 && args.nodes != 5 {
