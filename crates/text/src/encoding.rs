@@ -16,6 +16,10 @@ const UPDATE_MAGIC: [u8; 4] = *b"CTU\x01";
 const DOCUMENT_MAGIC: [u8; 4] = *b"CTD\x01";
 /// Largest decompressed document body accepted.
 const DOCUMENT_BYTES_MAX: u64 = 1 << 30;
+/// Most characters (visible and deleted) a decoded document may hold. Deleted characters cost
+/// no bytes in the encoding but do cost memory when sent on (as placeholders), so a small
+/// malicious document must not claim billions of them.
+pub const DOCUMENT_CHARS_MAX: u64 = 1 << 26;
 
 /// Why bytes could not be decoded. The document is unchanged whenever one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -492,6 +496,7 @@ fn decode_runs(reader: &mut Reader<'_>, next_seq: &[u32]) -> Result<Vec<Run>, De
     let mut right_from_next = Vec::new();
     let mut last_end = vec![0u32; agents];
     let mut agent = 0u32;
+    let mut total_chars = 0u64;
     for i in 0..count {
         let flags = reader.byte()?;
         if flags & RUN_SAME_AGENT == 0 {
@@ -505,6 +510,10 @@ fn decode_runs(reader: &mut Reader<'_>, next_seq: &[u32]) -> Result<Vec<Run>, De
         let seq = u32::try_from(i64::from(*end) + unzigzag(reader.get()?))
             .map_err(|_| DecodeError::Invalid("bad sequence number"))?;
         let len = reader.get_u32()?;
+        total_chars += u64::from(len);
+        if total_chars > DOCUMENT_CHARS_MAX {
+            return Err(DecodeError::Invalid("document holds too many characters"));
+        }
         let run_end = seq
             .checked_add(len)
             .filter(|&e| len > 0 && e <= next_seq[agent as usize]);

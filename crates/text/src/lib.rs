@@ -37,7 +37,7 @@ pub mod trace;
 mod tree;
 
 pub use doc::{ApplyError, Document, EditError, PENDING_MAX, UNDO_LIMIT_DEFAULT};
-pub use encoding::{DecodeError, UpdateError, decode_ops, encode_ops};
+pub use encoding::{DOCUMENT_CHARS_MAX, DecodeError, UpdateError, decode_ops, encode_ops};
 #[doc(hidden)]
 pub use encoding::{seal_document_body, seal_update_body};
 pub use op::{Anchor, CharId, Op, ReplicaId, Version};
