@@ -22,7 +22,7 @@ use raft::{
 use rand::RngExt;
 use serde_json::json;
 
-use crate::nemesis::NemesisKind;
+use crate::nemesis::{NemesisKind, NemesisPlan};
 use crate::process::{ClientId, Context, Input, NodeId, Process, Storage, Token};
 use crate::scenario::ScenarioOptions;
 use crate::simulation::{Report, Simulation};
@@ -1121,8 +1121,9 @@ impl RaftRunOptions {
         }
     }
 
-    /// The simulator config: scenario placement, nemesis plan drawn from the seed, clients that
-    /// wait longer than the gateway retries.
+    /// The simulator config: scenario placement, clients that wait longer than the gateway
+    /// retries, and two independent random nemesis plans drawn from the seed and merged, so
+    /// faults also overlap (a crash during a partition, loss during a pause, ...).
     pub fn config(&self) -> crate::Config {
         let scenario = ScenarioOptions {
             seed: self.seed,
@@ -1137,9 +1138,21 @@ impl RaftRunOptions {
             config.placement = self.regions.clone();
         }
         config.clients.timeout_ns = 2_000_000_000;
+        let second = NemesisPlan::random(
+            &self.nemesis,
+            self.nodes,
+            self.duration_ns,
+            self.seed ^ OVERLAP_SALT,
+        );
+        for step in second.steps {
+            config.nemesis = std::mem::take(&mut config.nemesis).at(step.at_ns, step.fault);
+        }
         config
     }
 }
+
+/// Salt for the second, overlapping nemesis plan.
+const OVERLAP_SALT: u64 = 0x6f76_6572_6c61_7021;
 
 /// One finished nemesis run.
 #[derive(Clone, Debug)]
