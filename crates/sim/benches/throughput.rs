@@ -6,7 +6,9 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sim::NemesisKind;
-use sim::scenario::{RegisterKind, ScenarioOptions, run_echo, run_register};
+use sim::scenario::{RegisterKind, SCENARIO_REGIONS, ScenarioOptions, run_echo, run_register};
+use sim::services::Rumor;
+use sim::{Config, Simulation};
 
 const ECHO_MESSAGES: u64 = 200_000;
 
@@ -49,5 +51,27 @@ fn register(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, echo, register);
+fn rumor(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("rumor");
+    group.sample_size(10);
+    group.bench_function("10000_nodes_5_simulated_seconds", |bencher| {
+        bencher.iter(|| {
+            let nodes = 10_000u64;
+            let mut config = Config::new(black_box(99), nodes as usize);
+            config.placement = SCENARIO_REGIONS
+                .iter()
+                .filter_map(|name| name.parse().ok())
+                .collect();
+            let mut simulation = Simulation::new(config, move |node, _| {
+                Rumor::new(node, nodes, 3, 100_000_000, 30)
+            });
+            simulation.run_until(5_000_000_000);
+            assert!(simulation.node(nodes - 1).is_some_and(Rumor::infected));
+            black_box(simulation.stats().messages_delivered)
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, echo, register, rumor);
 criterion_main!(benches);
