@@ -8,6 +8,18 @@ fn main() {
         .map_or(10, |r| r.parse().expect("RUNS is a number"));
     let bytes = std::fs::read(&path).expect("trace file is readable");
     let trace = text::trace::Trace::parse(&bytes).expect("trace parses");
+    if trace.is_concurrent() {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let start = std::time::Instant::now();
+            let replicas = text::trace::replay_concurrent(&trace).expect("trace replays");
+            times.push(start.elapsed());
+            assert!(replicas.iter().all(|r| r.text() == replicas[0].text()));
+        }
+        times.sort();
+        println!("concurrent replay median {:?}", times[times.len() / 2]);
+        return;
+    }
     let patches = trace.flat_patches();
     let mut times = Vec::new();
     for _ in 0..runs {

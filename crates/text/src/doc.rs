@@ -740,10 +740,10 @@ impl Document {
             agent: target.agent,
             seq: low,
         };
-        if !self.tree.contains_range(low_id, len) {
+        // `delete_ids` checks every target before changing anything.
+        if !self.tree.delete_ids(low_id, len, |_, _| {}) {
             return Err(invalid);
         }
-        self.tree.delete_ids(low_id, len, |_, _| {});
         self.next_seq[agent as usize] = seq + len;
         self.log_elements(agent, seq, len);
         self.record_delete(

@@ -76,7 +76,9 @@ impl Run {
 
     /// Whether `id` falls inside this run.
     pub fn contains(&self, id: Iid) -> bool {
-        id.agent == self.agent && id.seq >= self.seq && id.seq - self.seq < self.len
+        // One unsigned comparison: another agent's key differs by at least 2^32 > len.
+        index_key(id.agent, id.seq).wrapping_sub(index_key(self.agent, self.seq))
+            < u64::from(self.len)
     }
 
     /// Splits off characters `[offset, len)` into a new run; `self` keeps `[0, offset)`.
