@@ -134,7 +134,20 @@ pub struct RunOutput {
 
 /// Runs the register scenario for one register kind.
 pub fn run_register(kind: RegisterKind, options: &ScenarioOptions) -> RunOutput {
-    let config = options.config();
+    run_register_in(kind, options, &[])
+}
+
+/// Runs the register scenario with nodes placed round-robin over `regions` (the scenario's
+/// default spread if empty).
+pub fn run_register_in(
+    kind: RegisterKind,
+    options: &ScenarioOptions,
+    regions: &[Location],
+) -> RunOutput {
+    let mut config = options.config();
+    if !regions.is_empty() {
+        config.placement = regions.to_vec();
+    }
     let nodes = options.nodes as u64;
     match kind {
         RegisterKind::SingleCopy => {

@@ -11,8 +11,9 @@ use anyhow::{Context as _, bail};
 use check::linearizability::{self, Verdict};
 use serde::{Deserialize, Serialize};
 use sim::NemesisKind;
+use sim::geo::Location;
 use sim::history::write_jsonl;
-use sim::scenario::{RegisterKind, RunOutput, ScenarioOptions, run_echo, run_register};
+use sim::scenario::{RegisterKind, RunOutput, ScenarioOptions, run_echo, run_register_in};
 
 /// Steps the linearizability search may take per run in a sweep before calling it unknown.
 const SWEEP_SEARCH_STEPS_MAX: u64 = 200_000_000;
@@ -51,6 +52,10 @@ pub struct Args {
     /// Number of clients (default two per node).
     #[arg(long)]
     pub clients: Option<usize>,
+    /// Regions the nodes are spread over, round-robin: names or `lat,lon`, comma-separated
+    /// (e.g. new-york,london,tokyo); default virginia, london, frankfurt, california, tokyo, ….
+    #[arg(long)]
+    pub regions: Option<String>,
     /// For `register`: correct, unsafe, or both.
     #[arg(long, default_value = "both")]
     pub service: String,
@@ -65,6 +70,8 @@ struct RunRecord {
     scenario: String,
     service: RegisterKind,
     options: ScenarioOptions,
+    #[serde(default)]
+    regions: Vec<Location>,
     hash: u64,
     linearizable: bool,
     stats: sim::Stats,
@@ -107,6 +114,24 @@ fn services(text: &str) -> anyhow::Result<Vec<RegisterKind>> {
     }
     let kind = text.parse::<RegisterKind>().map_err(anyhow::Error::msg)?;
     Ok(vec![kind])
+}
+
+/// Parses `new-york,london` or `51.5,-0.12;35.7,139.7` (`;` separates `lat,lon` points).
+pub fn parse_regions(text: Option<&str>) -> anyhow::Result<Vec<Location>> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let separator = if text.contains(';') { ';' } else { ',' };
+    let places: Result<Vec<Location>, _> = text
+        .split(separator)
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| part.trim().parse::<Location>())
+        .collect();
+    let places = places.context("--regions")?;
+    if places.is_empty() {
+        bail!("--regions names no place");
+    }
+    Ok(places)
 }
 
 /// Parses `partition,crash` (or `none`).
@@ -186,8 +211,13 @@ fn command_line(args: &Args, options: &ScenarioOptions, service: &str) -> String
         .clients
         .map(|count| format!(" --clients {count}"))
         .unwrap_or_default();
+    let regions = args
+        .regions
+        .as_ref()
+        .map(|regions| format!(" --regions '{regions}'"))
+        .unwrap_or_default();
     format!(
-        "concur sim register --service {service} --seed {} --nodes {}{nemesis} --duration {}{clients}",
+        "concur sim register --service {service} --seed {} --nodes {}{nemesis} --duration {}{clients}{regions}",
         options.seed, options.nodes, args.duration
     )
 }
@@ -201,7 +231,11 @@ fn register(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/sim/register-seed-{}", options.seed)));
-    let config = options.config();
+    let regions = parse_regions(args.regions.as_deref())?;
+    let mut config = options.config();
+    if !regions.is_empty() {
+        config.placement = regions.clone();
+    }
     let places: Vec<String> = (0..options.nodes.min(9))
         .map(|node| config.placement[node % config.placement.len()].name.clone())
         .collect();
@@ -223,7 +257,7 @@ fn register(
     let mut failures = Vec::new();
     let mut counterexamples = Vec::new();
     for &service in services {
-        let output = run_register(service, options);
+        let output = run_register_in(service, options, &regions);
         let verdict = judge(&output, u64::MAX)?;
         let linearizable = verdict.as_ref().is_none_or(Verdict::is_linearizable);
         let stats = &output.report.stats;
@@ -244,7 +278,14 @@ fn register(
             }
         );
         let directory = out.join(service.name());
-        write_run(&directory, &output, service, options, linearizable)?;
+        write_run(
+            &directory,
+            &output,
+            service,
+            options,
+            &regions,
+            linearizable,
+        )?;
         if let Some(Verdict::NotLinearizable(counterexample)) = verdict {
             let during = fault_at(&output.report, counterexample.operation.invoke.time_ns);
             counterexamples.push((service, counterexample, directory.clone(), during));
@@ -352,6 +393,7 @@ fn write_run(
     output: &RunOutput,
     service: RegisterKind,
     options: &ScenarioOptions,
+    regions: &[Location],
     linearizable: bool,
 ) -> anyhow::Result<()> {
     fs::create_dir_all(directory)
@@ -371,6 +413,7 @@ fn write_run(
         scenario: "register".into(),
         service,
         options: options.clone(),
+        regions: regions.to_vec(),
         hash: output.report.hash,
         linearizable,
         stats: output.report.stats.clone(),
@@ -408,7 +451,7 @@ fn replay(target: Option<&Path>) -> anyhow::Result<ExitCode> {
     })?;
     let record: RunRecord = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a concur sim run record", path.display()))?;
-    let output = run_register(record.service, &record.options);
+    let output = run_register_in(record.service, &record.options, &record.regions);
     let verdict = judge(&output, u64::MAX)?;
     let linearizable = verdict.as_ref().is_none_or(Verdict::is_linearizable);
     let same = output.report.hash == record.hash && output.report.stats == record.stats;
@@ -445,6 +488,7 @@ fn sweep(
     services: &[RegisterKind],
     seeds: Vec<u64>,
 ) -> anyhow::Result<ExitCode> {
+    let regions = parse_regions(args.regions.as_deref())?;
     let total = (seeds.len() * services.len()) as u64;
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total);
@@ -464,7 +508,7 @@ fn sweep(
             ..template.clone()
         };
         for (index, &service) in services.iter().enumerate() {
-            let output = run_register(service, &options);
+            let output = run_register_in(service, &options, &regions);
             per_service[index].0 += 1;
             match judge(&output, SWEEP_SEARCH_STEPS_MAX)? {
                 Some(Verdict::Linearizable) => {}
@@ -539,6 +583,7 @@ mod tests {
             nemesis: "partition".into(),
             duration: "10s".into(),
             clients: None,
+            regions: None,
             service: "both".into(),
             out: Some(out.to_path_buf()),
         }
@@ -602,5 +647,12 @@ mod tests {
         assert!(parse_nemesis("partition,crash").unwrap().len() == 2);
         assert!(parse_nemesis("none").unwrap().is_empty());
         assert!(parse_nemesis("meteor").is_err());
+        assert_eq!(parse_regions(Some("tokyo,london")).unwrap().len(), 2);
+        assert_eq!(
+            parse_regions(Some("51.5,-0.12;35.7,139.7")).unwrap().len(),
+            2
+        );
+        assert!(parse_regions(Some("atlantis")).is_err());
+        assert!(parse_regions(None).unwrap().is_empty());
     }
 }
