@@ -134,6 +134,7 @@ fn template(args: &RaftArgs) -> anyhow::Result<RaftRunOptions> {
         clients: args.clients,
         trace: false,
         regions,
+        lease_reads: false,
     })
 }
 

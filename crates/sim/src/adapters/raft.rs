@@ -60,6 +60,8 @@ pub struct RaftSettings {
     pub attempt_timeout_ms: u64,
     /// The gateway stops retrying and answers after this long, in milliseconds.
     pub give_up_ms: u64,
+    /// Serve linearizable reads from the leader lease instead of a ReadIndex round.
+    pub lease_reads: bool,
 }
 
 impl RaftSettings {
@@ -75,6 +77,7 @@ impl RaftSettings {
             snapshot_chunk_bytes: 4 * 1024,
             attempt_timeout_ms: 400,
             give_up_ms: 1_500,
+            lease_reads: false,
         }
     }
 
@@ -85,6 +88,7 @@ impl RaftSettings {
         config.heartbeat_interval_ms = self.heartbeat_interval_ms;
         config.snapshot_threshold_entries = self.snapshot_threshold_entries;
         config.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
+        config.lease_reads = self.lease_reads;
         config.seed = seed;
         config
     }
@@ -1099,6 +1103,8 @@ pub struct RaftRunOptions {
     pub trace: bool,
     /// Region of each node (round-robin); empty = the scenario regions.
     pub regions: Vec<crate::geo::Location>,
+    /// Linearizable reads by leader lease (relies on bounded clock drift) instead of ReadIndex.
+    pub lease_reads: bool,
 }
 
 impl RaftRunOptions {
@@ -1118,6 +1124,7 @@ impl RaftRunOptions {
             clients: None,
             trace: false,
             regions: Vec::new(),
+            lease_reads: false,
         }
     }
 
@@ -1172,7 +1179,9 @@ pub struct RaftRunOutput {
 /// Runs Raft under the random nemesis with the register workload, the safety observer checking
 /// after every event; the history is for the linearizability checker.
 pub fn run(options: &RaftRunOptions) -> RaftRunOutput {
-    let mut cluster = RaftCluster::new(options.config(), RaftSettings::new(options.nodes));
+    let mut settings = RaftSettings::new(options.nodes);
+    settings.lease_reads = options.lease_reads;
+    let mut cluster = RaftCluster::new(options.config(), settings);
     cluster.start_clients();
     let result = cluster
         .run_until(options.duration_ns)
