@@ -25,10 +25,12 @@ pub enum TraceError {
     #[error("malformed trace: {0}")]
     Malformed(String),
     /// A patch does not fit the document it applies to.
-    #[error("transaction {txn}: {source}")]
+    #[error("{what} {index} does not fit the document")]
     Patch {
-        /// Index of the transaction.
-        txn: usize,
+        /// "patch" (index among all patches, sequential replay) or "transaction".
+        what: &'static str,
+        /// Index of the patch or transaction.
+        index: usize,
         /// What was wrong.
         source: EditError,
     },
@@ -119,21 +121,28 @@ impl Trace {
     }
 }
 
-/// Applies one transaction's patches to `doc` as local edits.
-fn apply_patches(doc: &mut Document, txn: usize, patches: &[Patch]) -> Result<(), TraceError> {
+/// Applies patches to `doc` as local edits; errors name `what` number `index`.
+fn apply_patches(
+    doc: &mut Document,
+    what: &'static str,
+    index: usize,
+    patches: &[Patch],
+) -> Result<(), TraceError> {
+    let error = |source| TraceError::Patch {
+        what,
+        index,
+        source,
+    };
     for Patch(pos, deleted, inserted) in patches {
-        let end = pos.checked_add(*deleted).ok_or(TraceError::Patch {
-            txn,
-            source: EditError::OutOfRange {
+        let end = pos
+            .checked_add(*deleted)
+            .ok_or(error(EditError::OutOfRange {
                 start: *pos,
                 end: u64::MAX,
                 len: doc.len(),
-            },
-        })?;
-        doc.delete(*pos..end)
-            .map_err(|source| TraceError::Patch { txn, source })?;
-        doc.insert(*pos, inserted)
-            .map_err(|source| TraceError::Patch { txn, source })?;
+            }))?;
+        doc.delete(*pos..end).map_err(error)?;
+        doc.insert(*pos, inserted).map_err(error)?;
     }
     Ok(())
 }
@@ -148,10 +157,14 @@ pub fn replay_sequential(trace: &Trace) -> Result<Document, TraceError> {
 pub fn replay_patches(start: &str, patches: &[Patch]) -> Result<Document, TraceError> {
     let mut doc = Document::new(0);
     doc.set_undo_limit(0);
-    doc.insert(0, start)
-        .map_err(|source| TraceError::Patch { txn: 0, source })?;
+    apply_patches(
+        &mut doc,
+        "startContent",
+        0,
+        &[Patch(0, 0, start.to_owned())],
+    )?;
     for (index, patch) in patches.iter().enumerate() {
-        apply_patches(&mut doc, index, std::slice::from_ref(patch))?;
+        apply_patches(&mut doc, "patch", index, std::slice::from_ref(patch))?;
     }
     Ok(doc)
 }
@@ -220,7 +233,7 @@ pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
             let ops = observer.ops_between(&held, Some(&parents));
             replica.apply_ops(ops)?;
         }
-        apply_patches(replica, index, &txn.patches)?;
+        apply_patches(replica, "transaction", index, &txn.patches)?;
         versions.push(replica.version());
         let ops = replica.ops_since(&observer.version());
         observer.apply_ops(ops)?;
