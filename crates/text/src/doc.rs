@@ -1,6 +1,6 @@
 //! The document: local edits, remote operations, versions, undo and anchors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::op::{Anchor, CharId, Op, ReplicaId, Version};
 use crate::tree::{Iid, Run, Tree};
@@ -103,9 +103,9 @@ pub struct Document {
     /// Remote operations waiting for dependencies.
     pending: Vec<Op>,
     /// Local undo history, newest last.
-    undo_steps: Vec<UndoStep>,
+    undo_steps: VecDeque<UndoStep>,
     /// Steps undone, newest last; cleared by a new local edit.
-    redo_steps: Vec<UndoStep>,
+    redo_steps: VecDeque<UndoStep>,
     /// Most undo steps kept.
     undo_limit: usize,
     /// Reused buffer for the pieces of a local deletion.
@@ -126,8 +126,8 @@ impl Document {
             log_index: Vec::new(),
             deletes: Vec::new(),
             pending: Vec::new(),
-            undo_steps: Vec::new(),
-            redo_steps: Vec::new(),
+            undo_steps: VecDeque::new(),
+            redo_steps: VecDeque::new(),
             undo_limit: UNDO_LIMIT_DEFAULT,
             scratch: Vec::new(),
         };
@@ -160,8 +160,8 @@ impl Document {
             log,
             deletes,
             pending: Vec::new(),
-            undo_steps: Vec::new(),
-            redo_steps: Vec::new(),
+            undo_steps: VecDeque::new(),
+            redo_steps: VecDeque::new(),
             undo_limit: UNDO_LIMIT_DEFAULT,
             scratch: Vec::new(),
         };
@@ -440,7 +440,7 @@ impl Document {
                 len: 1,
                 pos_end: p,
             },
-        ) = (steps.last_mut(), &step)
+        ) = (steps.back_mut(), &step)
             && start.agent == s.agent
             && start.seq + *len == s.seq
             && *pos_end + 1 == *p
@@ -450,9 +450,9 @@ impl Document {
             return;
         }
         if steps.len() >= self.undo_limit {
-            steps.remove(0);
+            steps.pop_front();
         }
-        steps.push(step);
+        steps.push_back(step);
     }
 
     /// Sets how many undo steps are kept (0 disables undo history, saving memory).
@@ -467,7 +467,7 @@ impl Document {
     /// Undoes this replica's most recent edit still in history (remote edits are untouched).
     /// Returns whether there was anything to undo.
     pub fn undo(&mut self) -> bool {
-        let Some(step) = self.undo_steps.pop() else {
+        let Some(step) = self.undo_steps.pop_back() else {
             return false;
         };
         if let Some(inverse) = self.revert(step) {
@@ -478,7 +478,7 @@ impl Document {
 
     /// Redoes the most recently undone edit. Returns whether there was anything to redo.
     pub fn redo(&mut self) -> bool {
-        let Some(step) = self.redo_steps.pop() else {
+        let Some(step) = self.redo_steps.pop_back() else {
             return false;
         };
         if let Some(inverse) = self.revert(step) {
