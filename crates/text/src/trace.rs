@@ -192,7 +192,16 @@ pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
         })
         .collect();
     let mut observer = Document::new(OBSERVER);
-    let mut versions: Vec<Version> = Vec::with_capacity(trace.txns.len());
+    // Each transaction's version is kept only until its last child has used it.
+    let mut children_left = vec![0u32; trace.txns.len()];
+    for txn in &trace.txns {
+        for &parent in &txn.parents {
+            if let Some(count) = children_left.get_mut(parent) {
+                *count += 1;
+            }
+        }
+    }
+    let mut versions: Vec<Option<Version>> = Vec::with_capacity(trace.txns.len());
     let mut forks = 0u64;
     for (index, txn) in trace.txns.iter().enumerate() {
         let causality = |reason| TraceError::Causality { txn: index, reason };
@@ -200,9 +209,15 @@ pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
         let mut parents = Version::new();
         for &parent in &txn.parents {
             let version = versions
-                .get(parent)
+                .get_mut(parent)
                 .ok_or_else(|| causality("parent is not an earlier transaction"))?;
-            parents.merge(version);
+            children_left[parent] -= 1;
+            let kept = if children_left[parent] == 0 {
+                version.take()
+            } else {
+                version.clone()
+            };
+            parents.merge(&kept.ok_or_else(|| causality("parent listed twice"))?);
         }
         let agent_replica = replicas
             .get_mut(agent)
@@ -234,7 +249,7 @@ pub fn replay_concurrent(trace: &Trace) -> Result<Vec<Document>, TraceError> {
             replica.apply_ops(ops)?;
         }
         apply_patches(replica, "transaction", index, &txn.patches)?;
-        versions.push(replica.version());
+        versions.push(Some(replica.version()));
         let ops = replica.ops_since(&observer.version());
         observer.apply_ops(ops)?;
     }
