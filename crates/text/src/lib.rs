@@ -13,6 +13,14 @@
 //! tree of leaves indexed by visible length, with a map from identifiers to leaves for remote
 //! operations; local edits hit a cached cursor.
 //!
+//! **The contract:** a local edit ([`Document::insert`], [`Document::delete`], `undo`, `redo`)
+//! takes effect at once and only locally; to share edits, send a peer
+//! [`Document::encode_update_since`] its [`Document::version`] (or [`Document::ops_since`]).
+//! Remote operations may arrive in any order, duplicated or overlapping: one whose
+//! dependencies are missing is held until they arrive. A corrupt update is rejected before
+//! anything changes. Replicas that have applied the same operations hold the same text.
+//! Design notes: `docs/text.md`.
+//!
 //! ```
 //! use text::Document;
 //!
