@@ -101,7 +101,10 @@ pub struct Document {
     /// Per agent, its deletions in sequence order.
     pub(crate) deletes: Vec<Vec<DeleteSpan>>,
     /// Remote operations waiting for dependencies.
-    pending: Vec<Op>,
+    /// Held operations, keyed by the element each is waiting for.
+    pending: BTreeMap<(ReplicaId, u64), Vec<Op>>,
+    /// Number of held operations.
+    pending_count: usize,
     /// Local undo history, newest last.
     undo_steps: VecDeque<UndoStep>,
     /// Steps undone, newest last; cleared by a new local edit.
@@ -125,7 +128,8 @@ impl Document {
             log: Vec::new(),
             log_index: Vec::new(),
             deletes: Vec::new(),
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            pending_count: 0,
             undo_steps: VecDeque::new(),
             redo_steps: VecDeque::new(),
             undo_limit: UNDO_LIMIT_DEFAULT,
@@ -159,7 +163,8 @@ impl Document {
             log_index: Vec::new(),
             log,
             deletes,
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            pending_count: 0,
             undo_steps: VecDeque::new(),
             redo_steps: VecDeque::new(),
             undo_limit: UNDO_LIMIT_DEFAULT,
@@ -190,6 +195,7 @@ impl Document {
         copy.replica = replica;
         copy.agent = copy.agent_for(replica);
         copy.pending.clear();
+        copy.pending_count = 0;
         copy.undo_steps.clear();
         copy.redo_steps.clear();
         copy
@@ -254,7 +260,7 @@ impl Document {
 
     /// Number of remote operations waiting for dependencies.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending_count
     }
 
     /// Appends `len` elements of `agent` to the application log.
@@ -556,45 +562,52 @@ impl Document {
     /// Applies a remote operation, or holds it until its dependencies arrive. Duplicates and
     /// already-applied prefixes are ignored.
     pub fn apply(&mut self, op: Op) -> Result<(), ApplyError> {
-        let applied = self.try_apply(op)?;
-        if applied {
-            self.drain_pending();
-        }
-        Ok(())
+        self.apply_and_wake(op)
     }
 
     /// Applies many operations (in any order), holding those whose dependencies are missing.
     /// Stops at the first invalid operation.
     pub fn apply_ops(&mut self, ops: impl IntoIterator<Item = Op>) -> Result<(), ApplyError> {
-        let mut any = false;
         for op in ops {
-            any |= self.try_apply(op)?;
-        }
-        if any {
-            self.drain_pending();
+            self.apply_and_wake(op)?;
         }
         Ok(())
     }
 
-    /// Retries pending operations until none becomes applicable.
-    fn drain_pending(&mut self) {
-        while !self.pending.is_empty() {
-            let waiting = std::mem::take(&mut self.pending);
-            let before = waiting.len();
-            let mut progress = false;
-            for op in waiting {
-                // An invalid op that was held is dropped when it becomes applicable.
-                progress |= self.try_apply(op).unwrap_or(false);
-            }
-            if !progress || self.pending.len() >= before {
-                break;
+    /// Applies `op` (or holds it), then every held operation its elements unblock, and so on.
+    /// An error is returned only for `op` itself; a held operation found invalid once its
+    /// dependencies arrive is dropped.
+    fn apply_and_wake(&mut self, op: Op) -> Result<(), ApplyError> {
+        let mut applied = Vec::new();
+        if let Some(range) = self.try_apply(op)? {
+            applied.push(range);
+        }
+        while let Some((replica, start, end)) = applied.pop() {
+            let keys: Vec<(ReplicaId, u64)> = self
+                .pending
+                .range((replica, start)..(replica, end))
+                .map(|(key, _)| *key)
+                .collect();
+            for key in keys {
+                let Some(ops) = self.pending.remove(&key) else {
+                    continue;
+                };
+                self.pending_count -= ops.len();
+                for op in ops {
+                    if let Ok(Some(range)) = self.try_apply(op) {
+                        applied.push(range);
+                    }
+                }
             }
         }
+        Ok(())
     }
 
-    /// Applies `op` if its dependencies are present (returns true), else holds it (false).
-    fn try_apply(&mut self, op: Op) -> Result<bool, ApplyError> {
-        let agent = self.agent_for(op.id().replica);
+    /// Applies `op` if its dependencies are present and returns the element range applied
+    /// (replica, first, end); holds it (`None`) otherwise, or ignores it if already applied.
+    fn try_apply(&mut self, op: Op) -> Result<Option<(ReplicaId, u64, u64)>, ApplyError> {
+        let replica = op.id().replica;
+        let agent = self.agent_for(replica);
         let next = u64::from(self.next_seq[agent as usize]);
         let start = op.id().seq;
         let len = op.len();
@@ -606,14 +619,20 @@ impl Document {
             .filter(|&e| e <= u64::from(u32::MAX))
             .ok_or(ApplyError::Invalid("sequence number overflow"))?;
         if end <= next {
-            return Ok(false);
+            return Ok(None);
         }
-        if start > next || !self.dependencies_present(&op) {
-            if self.pending.len() >= PENDING_MAX {
+        let waiting_for = if start > next {
+            Some((replica, start - 1))
+        } else {
+            self.missing_dependency(&op)?
+        };
+        if let Some(key) = waiting_for {
+            if self.pending_count >= PENDING_MAX {
                 return Err(ApplyError::PendingFull);
             }
-            self.pending.push(op);
-            return Ok(false);
+            self.pending.entry(key).or_default().push(op);
+            self.pending_count += 1;
+            return Ok(None);
         }
         let skip = (next - start) as u32;
         match op {
@@ -630,11 +649,11 @@ impl Document {
                 ..
             } => self.apply_delete(agent, next as u32, skip, len, target, reversed)?,
         }
-        Ok(true)
+        Ok(Some((replica, next, end)))
     }
 
-    /// Whether every character `op` refers to has been applied here.
-    fn dependencies_present(&self, op: &Op) -> bool {
+    /// The element `op` still waits for, if any (an origin, or the last deletion target).
+    fn missing_dependency(&self, op: &Op) -> Result<Option<(ReplicaId, u64)>, ApplyError> {
         let known = |id: &CharId| {
             self.agent_index
                 .get(&id.replica)
@@ -645,7 +664,11 @@ impl Document {
                 origin_left,
                 origin_right,
                 ..
-            } => origin_left.iter().chain(origin_right).all(known),
+            } => Ok(origin_left
+                .iter()
+                .chain(origin_right)
+                .find(|id| !known(id))
+                .map(|id| (id.replica, id.seq))),
             Op::Delete {
                 len,
                 target,
@@ -656,14 +679,14 @@ impl Document {
                     target.seq.checked_sub(len - 1)
                 } else {
                     target.seq.checked_add(len - 1)
+                }
+                .ok_or(ApplyError::Invalid("deletion targets overflow"))?;
+                // Targets are one replica's contiguous elements: the highest arrives last.
+                let highest = CharId {
+                    replica: target.replica,
+                    seq: last.max(target.seq),
                 };
-                known(target)
-                    && last.is_some_and(|seq| {
-                        known(&CharId {
-                            replica: target.replica,
-                            seq,
-                        })
-                    })
+                Ok((!known(&highest)).then_some((highest.replica, highest.seq)))
             }
         }
     }
