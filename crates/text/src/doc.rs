@@ -579,7 +579,9 @@ impl Document {
     /// dependencies arrive is dropped.
     fn apply_and_wake(&mut self, op: Op) -> Result<(), ApplyError> {
         let mut applied = Vec::new();
-        if let Some(range) = self.try_apply(op)? {
+        if let Some(range) = self.try_apply(op)?
+            && self.pending_count > 0
+        {
             applied.push(range);
         }
         while let Some((replica, start, end)) = applied.pop() {
