@@ -12,10 +12,9 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use check::linearizability::{self, Verdict};
 use sim::adapters::raft::{RaftRunOptions, RaftRunOutput, client_latencies_ns, run};
-use sim::geo::Location;
 use sim::history::write_jsonl;
 
-use super::sim::{parse_duration_ns, parse_nemesis, parse_seeds};
+use super::sim::{parse_duration_ns, parse_nemesis, parse_regions, parse_seeds};
 
 /// Steps the linearizability search may take per run before calling the run unknown.
 const SEARCH_STEPS_MAX: u64 = 200_000_000;
@@ -50,7 +49,7 @@ pub struct RaftArgs {
     /// Number of clients (default two per node).
     #[arg(long)]
     pub clients: Option<usize>,
-    /// Regions of the nodes, comma-separated (e.g. new-york,london,tokyo); default a spread.
+    /// Places of the nodes: `new-york,london,tokyo` or `lat,lon;lat,lon`; default a spread.
     #[arg(long)]
     pub regions: Option<String>,
     /// For a single seed: write history.jsonl, trace.jsonl and shiviz.log here.
@@ -115,14 +114,7 @@ fn template(args: &RaftArgs) -> anyhow::Result<RaftRunOptions> {
         "all" => RaftRunOptions::all_faults(),
         text => parse_nemesis(text)?,
     };
-    let regions = match &args.regions {
-        None => Vec::new(),
-        Some(text) => text
-            .split(',')
-            .map(|name| name.trim().parse::<Location>())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|error| anyhow::anyhow!("--regions: {error}"))?,
-    };
+    let regions = parse_regions(args.regions.as_deref())?;
     if args.clients == Some(0) {
         bail!("--clients must be at least 1");
     }
@@ -147,7 +139,7 @@ fn replay_line(args: &RaftArgs, seed: u64) -> String {
     let regions = args
         .regions
         .as_ref()
-        .map(|text| format!(" --regions {text}"))
+        .map(|text| format!(" --regions '{text}'"))
         .unwrap_or_default();
     format!(
         "concur sim raft --seed {seed} --nodes {} --nemesis {} --duration {}{clients}{regions}",
