@@ -36,6 +36,10 @@ const GATEWAY_TIMER_BIT: Token = 1 << 63;
 /// Most requests one node forwards or serves for others at a time (older entries are dropped).
 const ROUTES_MAX: usize = 4_096;
 
+/// Most applied entries a node keeps for the observer between two `take_applied` calls (a node
+/// run without an observer stops recording beyond this, instead of growing without bound).
+const APPLIED_MAX: usize = 1 << 20;
+
 /// Most attempts the gateway makes for one request before giving up.
 const ATTEMPTS_MAX: u32 = 64;
 
@@ -292,7 +296,8 @@ impl RaftNode {
         self.stopped.as_deref()
     }
 
-    /// Takes the entries applied since the last call (for the safety observer).
+    /// Takes the entries applied since the last call (for the safety observer; at most
+    /// 2²⁰ are kept between calls).
     pub fn take_applied(&mut self) -> Vec<AppliedEntry> {
         std::mem::take(&mut self.applied)
     }
@@ -337,7 +342,9 @@ impl RaftNode {
                 raft::Effect::Persist(request) => self.persist(&request, context),
                 raft::Effect::Applied(entry) => {
                     context.log_with(|| format!("applied {entry:?}"));
-                    self.applied.push(entry);
+                    if self.applied.len() < APPLIED_MAX {
+                        self.applied.push(entry);
+                    }
                 }
                 raft::Effect::RoleChanged { term, role, leader } => {
                     context.log_with(|| format!("{role:?} in term {term}, leader {leader:?}"));
