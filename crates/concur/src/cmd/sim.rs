@@ -90,7 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         "echo" => echo(&args),
         "replay" => replay(args.target.as_deref()),
-        other => bail!("unknown scenario `{other}`; known: register, echo, replay"),
+        "raft" => super::sim_raft::run_raft_from_command_line(),
+        other => bail!("unknown scenario `{other}`; known: register, raft, echo, replay"),
     }
 }
 
