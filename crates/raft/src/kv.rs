@@ -37,6 +37,7 @@ pub enum KvCommand {
         /// The key.
         key: String,
         /// The value.
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     /// Remove `key`.

@@ -78,6 +78,7 @@ pub enum MessageBody {
         /// Byte offset of `chunk` within the snapshot data.
         offset: u64,
         /// The bytes.
+        #[serde(with = "serde_bytes")]
         chunk: Vec<u8>,
         /// True on the last chunk.
         done: bool,

@@ -73,6 +73,8 @@ pub enum EntryPayload {
         /// The session's request number; a retried request reuses it and is applied once.
         sequence: u64,
         /// State-machine specific bytes (for the KV store, an encoded `KvCommand`).
+        // As bytes, not a sequence of u8: the same postcard encoding, written with one copy.
+        #[serde(with = "serde_bytes")]
         command: Vec<u8>,
     },
     /// A new cluster configuration; takes effect as soon as it is appended (dissertation §4.1).
@@ -121,5 +123,6 @@ pub struct Snapshot {
     /// What the snapshot covers.
     pub meta: SnapshotMeta,
     /// Encoded state: see `SnapshotData` in the replica module.
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
