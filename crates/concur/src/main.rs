@@ -31,6 +31,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix tool, end quietly when the reader goes away (`concur sim … | head`) instead of
+    // panicking in println!.
+    sigpipe::reset();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CONCUR_LOG")
