@@ -17,5 +17,6 @@
 //! assert_eq!(frame.payload, b"append entries");
 //! ```
 
+pub mod disk;
 pub mod frame;
 pub mod handshake;
