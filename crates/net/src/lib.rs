@@ -20,3 +20,4 @@
 pub mod disk;
 pub mod frame;
 pub mod handshake;
+pub mod transport;
