@@ -705,8 +705,7 @@ impl<M: StateMachine> Replica<M> {
     }
 
     fn apply_entry(&mut self, entry: &Entry) {
-        let payload_crc =
-            crc32fast::hash(&postcard::to_allocvec(&entry.payload).unwrap_or_default());
+        let payload_crc = payload_fingerprint(&entry.payload);
         self.effects.push_back(Effect::Applied(AppliedEntry {
             index: entry.index,
             term: entry.term,
@@ -782,4 +781,29 @@ impl<M: StateMachine> Replica<M> {
         self.latest_snapshot = Some(snapshot.clone());
         self.persist.snapshot = Some(snapshot);
     }
+}
+
+/// CRC32 of an entry's payload, computed without encoding it: applied on every replica for every
+/// entry, so it must not allocate. Equal payloads give equal fingerprints on every replica.
+fn payload_fingerprint(payload: &EntryPayload) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    match payload {
+        EntryPayload::Noop => hasher.update(&[0]),
+        EntryPayload::Command {
+            client_id,
+            sequence,
+            command,
+        } => {
+            hasher.update(&[1]);
+            hasher.update(&client_id.to_le_bytes());
+            hasher.update(&sequence.to_le_bytes());
+            hasher.update(command);
+        }
+        EntryPayload::Membership(membership) => {
+            // Rare: encoding it is fine.
+            hasher.update(&[2]);
+            hasher.update(&postcard::to_allocvec(membership).unwrap_or_default());
+        }
+    }
+    hasher.finalize()
 }
