@@ -127,7 +127,7 @@ fn parse_record(bytes: &[u8]) -> Parsed {
     }
     let length = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize;
     let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    if length > RECORD_BYTES_MAX || length < BODY_PREFIX_BYTES {
+    if !(BODY_PREFIX_BYTES..=RECORD_BYTES_MAX).contains(&length) {
         return Parsed::Bad;
     }
     let Some(body) = bytes.get(HEADER_BYTES..HEADER_BYTES + length) else {
@@ -278,10 +278,10 @@ impl DiskWriter {
                 }
                 outcome = Ok(write.token);
             }
-            if outcome.is_ok() {
-                if let Err(error) = log.sync() {
-                    outcome = Err(error.to_string());
-                }
+            if outcome.is_ok()
+                && let Err(error) = log.sync()
+            {
+                outcome = Err(error.to_string());
             }
             let failed = outcome.is_err();
             if acks.send(outcome).is_err() || failed {

@@ -20,4 +20,5 @@
 pub mod disk;
 pub mod frame;
 pub mod handshake;
+pub mod runtime;
 pub mod transport;

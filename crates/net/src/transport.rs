@@ -19,7 +19,7 @@ use sim::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::frame::{FrameCodec, FrameKind};
 use crate::handshake::{self, HandshakeError, Hello, NONCE_BYTES};
@@ -151,12 +151,16 @@ async fn serve(
     config: TransportConfig,
     inbound: mpsc::Sender<(NodeId, Vec<u8>)>,
 ) {
+    // Connection tasks live in this set so that stopping the transport (aborting this task)
+    // closes every inbound connection too, instead of leaving ghosts that swallow messages.
+    let mut connections = JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         match listener.accept().await {
             Ok((stream, remote)) => {
                 let config = config.clone();
                 let inbound = inbound.clone();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(reason) = receive_connection(stream, &config, inbound).await {
                         tracing::warn!(node = config.node, %remote, %reason, "closed inbound connection");
                     }
@@ -303,12 +307,20 @@ async fn dial_loop(
         };
         backoff_ms = config.backoff_initial_ms;
         tracing::debug!(node = config.node, peer, "connected");
-        // Messages queued while the link was down were sent into the void, as on a real network.
-        while let Ok(stale) = outgoing.try_recv() {
-            drop(stale);
-        }
+        // Messages queued while the link was down go out now; the bounded queue limits how stale
+        // they can be (a full queue drops new messages instead).
+        // The acceptor never writes after the handshake, so a readable socket means the peer
+        // closed (or broke) the connection: notice that before a message is lost on it.
+        let mut probe = [0u8; 1];
         loop {
-            let Some(bytes) = outgoing.recv().await else {
+            let bytes = tokio::select! {
+                bytes = outgoing.recv() => bytes,
+                _ = stream.read(&mut probe) => {
+                    tracing::debug!(node = config.node, peer, "peer closed the link; re-dialling");
+                    break;
+                }
+            };
+            let Some(bytes) = bytes else {
                 return;
             };
             if bytes.len() > config.payload_bytes_max {
