@@ -136,14 +136,10 @@ impl Drop for Transport {
 }
 
 /// Fresh handshake randomness from the operating system.
-fn nonce() -> [u8; NONCE_BYTES] {
+fn nonce() -> Result<[u8; NONCE_BYTES], LinkError> {
     let mut nonce = [0u8; NONCE_BYTES];
-    if let Err(error) = getrandom::fill(&mut nonce) {
-        // Without OS randomness sessions would repeat keys; refuse to continue quietly.
-        tracing::error!(%error, "no randomness from the operating system");
-        panic!("operating system randomness unavailable: {error}");
-    }
-    nonce
+    getrandom::fill(&mut nonce).map_err(|error| LinkError::Randomness(error.to_string()))?;
+    Ok(nonce)
 }
 
 async fn serve(
@@ -193,6 +189,12 @@ pub enum LinkError {
     /// The peer closed the connection.
     #[error("peer closed the connection")]
     Closed,
+    /// The operating system gave no randomness for the handshake nonce.
+    #[error("no randomness from the operating system: {0}")]
+    Randomness(String),
+    /// The peer authenticated but claims a node id that is not in the cluster (or is ours).
+    #[error("node {0} is not a peer of this cluster")]
+    UnknownPeer(NodeId),
     /// A non-message frame arrived after the handshake.
     #[error("unexpected frame kind {0:?}")]
     UnexpectedKind(FrameKind),
@@ -216,7 +218,7 @@ async fn accept_handshake(
 ) -> Result<(NodeId, FrameCodec), LinkError> {
     let own = Hello {
         node: config.node,
-        nonce: nonce(),
+        nonce: nonce()?,
     };
     loop {
         if let Some((answer, session, used)) =
@@ -241,6 +243,9 @@ async fn receive_connection(
         tokio::time::timeout(timeout, accept_handshake(&mut stream, config, &mut buffer))
             .await
             .map_err(|_| LinkError::HandshakeTimeout)??;
+    if peer == config.node || !config.peers.contains_key(&peer) {
+        return Err(LinkError::UnknownPeer(peer));
+    }
     tracing::debug!(node = config.node, peer, "accepted peer");
     loop {
         while let Some((frame, used)) = codec.decode(&buffer)? {
@@ -265,7 +270,7 @@ async fn dial(
     stream.set_nodelay(true)?;
     let hello = Hello {
         node: config.node,
-        nonce: nonce(),
+        nonce: nonce()?,
     };
     let (mut dialler, first) = handshake::dial(&config.cluster_key, hello);
     stream.write_all(&first).await?;
@@ -428,6 +433,30 @@ mod tests {
                 got.is_err(),
                 "a message from a node without the key was delivered"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_outside_the_cluster_is_refused_even_with_the_key() {
+        let (mut listeners, peers) = listeners(2).await;
+        let b_listener = listeners.pop().unwrap();
+        let stranger_listener = listeners.pop().unwrap();
+        let mut b = Transport::start(
+            TransportConfig::new(1, peers.clone(), KEY.to_vec()),
+            b_listener,
+        )
+        .unwrap();
+        // Node 5 is not in B's peer map: it passes the key check but is still turned away.
+        let stranger_peers = BTreeMap::from([(1, peers[&1])]);
+        let stranger = Transport::start(
+            TransportConfig::new(5, stranger_peers, KEY.to_vec()),
+            stranger_listener,
+        )
+        .unwrap();
+        for _ in 0..20 {
+            stranger.send(1, b"hello from outside".to_vec());
+            let got = tokio::time::timeout(Duration::from_millis(50), b.receive()).await;
+            assert!(got.is_err(), "a message from an unknown node was delivered");
         }
     }
 
