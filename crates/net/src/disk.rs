@@ -384,6 +384,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn writes_queued_during_an_fsync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _, _) = DiskLog::open(dir.path()).unwrap();
+        let (writes, incoming) = std::sync::mpsc::channel();
+        let (acks, mut ack_receiver) = mpsc::unbounded_channel();
+        // Everything is already queued when the writer looks: one batch, one fsync, one ack
+        // carrying the last token.
+        for token in 1..=20 {
+            writes
+                .send(Write {
+                    key: format!("k{token}"),
+                    value: Some(vec![1]),
+                    token,
+                })
+                .unwrap();
+        }
+        drop(writes);
+        DiskWriter::run(log, incoming, acks);
+        assert_eq!(ack_receiver.try_recv().unwrap(), Ok(20));
+        assert!(
+            ack_receiver.try_recv().is_err(),
+            "more than one fsync for one batch"
+        );
+        let (_, storage, _) = DiskLog::open(dir.path()).unwrap();
+        assert_eq!(storage.len(), 20);
+    }
+
     #[tokio::test]
     async fn the_writer_acknowledges_every_token_in_order() {
         let dir = tempfile::tempdir().unwrap();
