@@ -159,12 +159,19 @@ impl DiskLog {
     pub fn open(dir: &Path) -> Result<(Self, Storage, Recovery), DiskError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let path = dir.join(LOG_FILE);
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
             .open(&path)
             .map_err(io_error(&path))?;
+        if created {
+            // A new file's directory entry is durable only once the directory itself is synced.
+            File::open(dir)
+                .and_then(|directory| directory.sync_all())
+                .map_err(io_error(dir))?;
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_error(&path))?;
         let mut storage = Storage::new();
