@@ -208,19 +208,57 @@ fn command_line(args: &Args, options: &ScenarioOptions, service: &str) -> String
     } else {
         format!(" --nemesis {}", args.nemesis)
     };
-    let clients = args
-        .clients
-        .map(|count| format!(" --clients {count}"))
-        .unwrap_or_default();
-    let regions = args
-        .regions
-        .as_ref()
-        .map(|regions| format!(" --regions '{regions}'"))
-        .unwrap_or_default();
+    let optional = optional_flags(args.clients, args.regions.as_deref());
     format!(
-        "concur sim register --service {service} --seed {} --nodes {}{nemesis} --duration {}{clients}{regions}",
+        "concur sim register --service {service} --seed {} --nodes {}{nemesis} --duration {}{optional}",
         options.seed, options.nodes, args.duration
     )
+}
+
+/// The `--clients` and `--regions` part of a replay command, when they were given.
+pub fn optional_flags(clients: Option<usize>, regions: Option<&str>) -> String {
+    let clients = clients
+        .map(|count| format!(" --clients {count}"))
+        .unwrap_or_default();
+    let regions = regions
+        .map(|regions| format!(" --regions '{regions}'"))
+        .unwrap_or_default();
+    format!("{clients}{regions}")
+}
+
+/// A progress bar for a sweep of `total` runs, shown only when stderr is a terminal.
+pub fn sweep_progress(total: u64) -> Option<indicatif::ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        let style = indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} runs, {msg} [{elapsed} < {eta}]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    })
+}
+
+/// Writes a run's history, and its trace and ShiViz log when one was recorded, into `directory`.
+pub fn write_history_and_trace(
+    directory: &Path,
+    report: &sim::Report,
+    trace: Option<&sim::trace::Trace>,
+) -> anyhow::Result<()> {
+    fs::create_dir_all(directory)
+        .with_context(|| format!("cannot create {}", directory.display()))?;
+    let mut history = Vec::new();
+    write_jsonl(&report.history, &mut history)?;
+    fs::write(directory.join("history.jsonl"), history)?;
+    if let Some(trace) = trace {
+        let mut jsonl = Vec::new();
+        trace.write_jsonl(&mut jsonl)?;
+        fs::write(directory.join("trace.jsonl"), jsonl)?;
+        let mut shiviz = Vec::new();
+        trace.write_shiviz(&mut shiviz)?;
+        fs::write(directory.join("shiviz.log"), shiviz)?;
+    }
+    Ok(())
 }
 
 fn register(
@@ -397,19 +435,7 @@ fn write_run(
     regions: &[Location],
     linearizable: bool,
 ) -> anyhow::Result<()> {
-    fs::create_dir_all(directory)
-        .with_context(|| format!("cannot create {}", directory.display()))?;
-    let mut history = Vec::new();
-    write_jsonl(&output.report.history, &mut history)?;
-    fs::write(directory.join("history.jsonl"), history)?;
-    if let Some(trace) = &output.trace {
-        let mut jsonl = Vec::new();
-        trace.write_jsonl(&mut jsonl)?;
-        fs::write(directory.join("trace.jsonl"), jsonl)?;
-        let mut shiviz = Vec::new();
-        trace.write_shiviz(&mut shiviz)?;
-        fs::write(directory.join("shiviz.log"), shiviz)?;
-    }
+    write_history_and_trace(directory, &output.report, output.trace.as_ref())?;
     let record = RunRecord {
         scenario: "register".into(),
         service,
@@ -491,15 +517,7 @@ fn sweep(
 ) -> anyhow::Result<ExitCode> {
     let regions = parse_regions(args.regions.as_deref())?;
     let total = (seeds.len() * services.len()) as u64;
-    let progress = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        let style = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} runs, {msg} [{elapsed} < {eta}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    });
+    let progress = sweep_progress(total);
     let mut violations = Vec::new();
     let mut unknown = 0u64;
     let mut per_service = vec![(0u64, 0u64); services.len()];

@@ -3,18 +3,19 @@
 //! twice: Raft's five safety properties after every event, and the client history by the
 //! independent linearizability checker.
 
-use std::fs;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use check::linearizability::{self, Verdict};
 use sim::adapters::raft::{RaftRunOptions, RaftRunOutput, client_latencies_ns, run};
 use sim::history::write_jsonl;
 
-use super::sim::{parse_duration_ns, parse_nemesis, parse_regions, parse_seeds};
+use super::sim::{
+    optional_flags, parse_duration_ns, parse_nemesis, parse_regions, parse_seeds, sweep_progress,
+    write_history_and_trace,
+};
 
 /// Steps the linearizability search may take per run before calling the run unknown.
 const SEARCH_STEPS_MAX: u64 = 200_000_000;
@@ -132,17 +133,9 @@ fn template(args: &RaftArgs) -> anyhow::Result<RaftRunOptions> {
 
 /// The command that replays `seed` with the same options.
 fn replay_line(args: &RaftArgs, seed: u64) -> String {
-    let clients = args
-        .clients
-        .map(|count| format!(" --clients {count}"))
-        .unwrap_or_default();
-    let regions = args
-        .regions
-        .as_ref()
-        .map(|text| format!(" --regions '{text}'"))
-        .unwrap_or_default();
+    let optional = optional_flags(args.clients, args.regions.as_deref());
     format!(
-        "concur sim raft --seed {seed} --nodes {} --nemesis {} --duration {}{clients}{regions}",
+        "concur sim raft --seed {seed} --nodes {} --nemesis {} --duration {}{optional}",
         args.nodes, args.nemesis, args.duration
     )
 }
@@ -239,33 +232,12 @@ fn exit(violations: usize) -> ExitCode {
 }
 
 fn write_run(directory: &Path, output: &RaftRunOutput) -> anyhow::Result<()> {
-    fs::create_dir_all(directory)
-        .with_context(|| format!("cannot create {}", directory.display()))?;
-    let mut history = Vec::new();
-    write_jsonl(&output.report.history, &mut history)?;
-    fs::write(directory.join("history.jsonl"), history)?;
-    if let Some(trace) = &output.trace {
-        let mut jsonl = Vec::new();
-        trace.write_jsonl(&mut jsonl)?;
-        fs::write(directory.join("trace.jsonl"), jsonl)?;
-        let mut shiviz = Vec::new();
-        trace.write_shiviz(&mut shiviz)?;
-        fs::write(directory.join("shiviz.log"), shiviz)?;
-    }
-    Ok(())
+    write_history_and_trace(directory, &output.report, output.trace.as_ref())
 }
 
 fn sweep(args: &RaftArgs, template: &RaftRunOptions, seeds: &[u64]) -> anyhow::Result<ExitCode> {
     let total = seeds.len() as u64;
-    let progress = std::io::stderr().is_terminal().then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        let style = indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} runs, {msg} [{elapsed} < {eta}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar
-    });
+    let progress = sweep_progress(total);
     let started = Instant::now();
     let mut failing = Vec::new();
     let mut unknown = 0u64;
