@@ -1,0 +1,1 @@
+//! Redis commands: from a request's arguments to a typed command, with Redis-style errors.

@@ -1,0 +1,8 @@
+//! The concur server: one node of a cluster that keeps strong keys in Raft and `ap:` keys in
+//! CRDTs, and serves them to stock Redis clients (RESP) and over HTTP.
+
+#![warn(missing_docs)]
+
+pub mod available;
+pub mod command;
+pub mod resp;
