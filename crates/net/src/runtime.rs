@@ -3,7 +3,9 @@
 //!
 //! [`run_node`] recovers the node's [`DiskLog`] into a [`sim::Storage`], builds the process from
 //! it, and then feeds it inputs until every [`ClientHandle`] is dropped:
-//! - `now_ns` is real monotonic time since the node started;
+//! - `now_ns` is real time: the wall clock read once at start (nanoseconds since the Unix epoch)
+//!   plus the monotonic time elapsed since, so it never goes backwards while the node runs and
+//!   hybrid logical clocks inside the process see physical time;
 //! - `SetTimer` becomes a tokio sleep whose token comes back as `Input::Timer`;
 //! - `Persist` goes to the group-committing [`DiskWriter`]; `Input::Persisted` follows the fsync;
 //! - `Send` is serialized with postcard and queued on the [`Transport`] (a send to itself is
@@ -121,6 +123,14 @@ impl<Q, R> ClientHandle<Q, R> {
     }
 }
 
+/// Nanoseconds since the Unix epoch by the system clock (0 if the clock is before 1970).
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Fresh seed for the process's RNG from the operating system.
 fn os_seed() -> u64 {
     let mut bytes = [0u8; 8];
@@ -168,6 +178,7 @@ where
         node,
         process,
         start: Instant::now(),
+        start_wall_ns: wall_clock_ns(),
         rng: SimRng::seed_from_u64(os_seed()),
         effects: Vec::new(),
         local: VecDeque::new(),
@@ -184,6 +195,7 @@ struct Driver<P: Process> {
     node: NodeId,
     process: P,
     start: Instant,
+    start_wall_ns: u64,
     rng: SimRng,
     effects: Vec<Effect<P::Message, P::Response>>,
     /// Inputs produced by the node for itself (messages to itself), handled before waiting.
@@ -261,7 +273,8 @@ where
     }
 
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        let elapsed_ns = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.start_wall_ns.saturating_add(elapsed_ns)
     }
 
     fn handle(&mut self, input: Input<P::Message, P::Request>) {

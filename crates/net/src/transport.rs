@@ -11,8 +11,9 @@
 //! cluster key, or one sending malformed or oversized frames, loses only its own connection; the
 //! reason is logged with `tracing`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sim::NodeId;
@@ -48,6 +49,51 @@ pub struct TransportConfig {
     pub backoff_max_ms: u64,
     /// How long a new connection may take to finish its handshake.
     pub handshake_timeout_ms: u64,
+    /// Which peers' links are cut (by an operator, to stage a partition).
+    pub links: LinkControl,
+}
+
+/// Cuts and heals this node's links to peers, like a firewall: while a peer is cut, messages to it
+/// are dropped before sending and messages from it are dropped on arrival. Cloneable; all clones
+/// act on the same links.
+#[derive(Clone, Debug, Default)]
+pub struct LinkControl {
+    cut: Arc<RwLock<BTreeSet<NodeId>>>,
+}
+
+impl LinkControl {
+    /// Cuts the links to `peers` (in both directions), leaving the others as they are.
+    pub fn cut(&self, peers: impl IntoIterator<Item = NodeId>) {
+        let mut cut = self
+            .cut
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        cut.extend(peers);
+    }
+
+    /// Restores every link.
+    pub fn heal(&self) {
+        self.cut
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    /// The peers currently cut off.
+    pub fn cut_peers(&self) -> BTreeSet<NodeId> {
+        self.cut
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// True when the link to `peer` is cut.
+    pub fn is_cut(&self, peer: NodeId) -> bool {
+        self.cut
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains(&peer)
+    }
 }
 
 impl TransportConfig {
@@ -61,6 +107,7 @@ impl TransportConfig {
             backoff_initial_ms: 20,
             backoff_max_ms: 2_000,
             handshake_timeout_ms: 5_000,
+            links: LinkControl::default(),
         }
     }
 }
@@ -72,6 +119,7 @@ pub struct Transport {
     outbound: BTreeMap<NodeId, mpsc::Sender<Vec<u8>>>,
     inbound: mpsc::Receiver<(NodeId, Vec<u8>)>,
     tasks: Vec<JoinHandle<()>>,
+    links: LinkControl,
 }
 
 impl Transport {
@@ -105,6 +153,7 @@ impl Transport {
             outbound,
             inbound,
             tasks,
+            links: config.links,
         })
     }
 
@@ -115,6 +164,9 @@ impl Transport {
 
     /// Queues `bytes` for `peer`; returns false when dropped (unknown peer or queue full).
     pub fn send(&self, peer: NodeId, bytes: Vec<u8>) -> bool {
+        if self.links.is_cut(peer) {
+            return false;
+        }
         match self.outbound.get(&peer) {
             Some(sender) => sender.try_send(bytes).is_ok(),
             None => false,
@@ -123,7 +175,12 @@ impl Transport {
 
     /// The next message from any peer, with the authenticated sender; `None` once shut down.
     pub async fn receive(&mut self) -> Option<(NodeId, Vec<u8>)> {
-        self.inbound.recv().await
+        loop {
+            let (from, bytes) = self.inbound.recv().await?;
+            if !self.links.is_cut(from) {
+                return Some((from, bytes));
+            }
+        }
     }
 }
 

@@ -5,4 +5,6 @@
 
 pub mod available;
 pub mod command;
+pub mod machine;
 pub mod resp;
+pub mod strong;

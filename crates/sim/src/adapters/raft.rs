@@ -17,9 +17,10 @@ use std::rc::Rc;
 use raft::{
     AppliedEntry, ClientError, ClientOperation, ClientRequest, ClientResponse, Entry, Kv,
     KvCommand, KvOutput, KvQuery, LogIndex, RaftConfig, ReadConsistency, RecordKeys, Replica, Role,
-    Term,
+    StateMachine, Term,
 };
 use rand::RngExt;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::nemesis::{NemesisKind, NemesisPlan};
@@ -48,8 +49,10 @@ const ATTEMPTS_MAX: u32 = 64;
 pub struct RaftSettings {
     /// Voters of the bootstrap configuration (other nodes start as bystanders until added).
     pub voters: Vec<NodeId>,
-    /// Every node of the run, `0..nodes`; the gateway tries them in turn.
+    /// Every node of the run, `first_node..first_node + nodes`; the gateway tries them in turn.
     pub nodes: usize,
+    /// The lowest node id (0 in the simulator; a real cluster may number its nodes from 1).
+    pub first_node: NodeId,
     /// Shortest election timeout, in milliseconds of local time.
     pub election_timeout_min_ms: u64,
     /// Longest election timeout, in milliseconds.
@@ -74,6 +77,7 @@ impl RaftSettings {
         Self {
             voters: (0..nodes as NodeId).collect(),
             nodes,
+            first_node: 0,
             election_timeout_min_ms: 300,
             election_timeout_max_ms: 600,
             heartbeat_interval_ms: 60,
@@ -99,7 +103,7 @@ impl RaftSettings {
 }
 
 /// What travels between simulated nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftSimMessage {
     /// A Raft protocol message.
     Raft(raft::Message),
@@ -124,17 +128,19 @@ pub enum RaftSimMessage {
 }
 
 /// A request to a simulated node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftRequest {
     /// A register operation, routed and retried by the gateway.
     Register(RegisterOperation),
+    /// Any operation, routed to the leader and retried by the gateway like a register operation.
+    Routed(ClientOperation),
     /// A raw operation handed to this node's replica once, answered with its raw reply (tests:
     /// membership changes, refusals on a minority).
     Direct(ClientOperation),
 }
 
 /// What a simulated node answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftResponse {
     /// A replica's reply (to a direct request, or the gateway's final answer).
     Reply(Result<ClientResponse, ClientError>),
@@ -233,13 +239,14 @@ enum Origin {
     Direct,
 }
 
-/// A Raft replica with the KV store, as a simulated process (see the module docs).
-pub struct RaftNode {
+/// A Raft replica with a state machine (the KV store unless told otherwise), as a simulated
+/// process (see the module docs).
+pub struct RaftNode<S: StateMachine = Kv> {
     node: NodeId,
     settings: Rc<RaftSettings>,
     /// Recovered state waiting for [`Input::Start`], which brings the time the replica needs.
     boot: Option<raft::RecoveredState>,
-    replica: Option<Replica<Kv>>,
+    replica: Option<Replica<S>>,
     keys: RecordKeys,
     next_persist_token: Token,
     /// `(last sim token of its writes, raft token)`, in issue order.
@@ -253,7 +260,7 @@ pub struct RaftNode {
     stopped: Option<String>,
 }
 
-impl std::fmt::Debug for RaftNode {
+impl<S: StateMachine + std::fmt::Debug> std::fmt::Debug for RaftNode<S> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("RaftNode")
@@ -265,7 +272,7 @@ impl std::fmt::Debug for RaftNode {
     }
 }
 
-impl RaftNode {
+impl<S: StateMachine + Default> RaftNode<S> {
     /// Node `node`, recovering whatever `storage` durably holds (empty on first boot).
     pub fn new(node: NodeId, settings: Rc<RaftSettings>, storage: &Storage) -> Self {
         let (keys, recovered) = RecordKeys::recover(storage.prefix(RecordKeys::PREFIX));
@@ -287,7 +294,7 @@ impl RaftNode {
     }
 
     /// The replica, once started (and unless it stopped on a storage error).
-    pub fn replica(&self) -> Option<&Replica<Kv>> {
+    pub fn replica(&self) -> Option<&Replica<S>> {
         self.replica.as_ref()
     }
 
@@ -309,7 +316,7 @@ impl RaftNode {
         // Each incarnation draws its election randomness from the run's one RNG.
         let seed = context.rng().random::<u64>();
         let config = self.settings.raft_config(self.node, seed);
-        match Replica::new(config, recovered, Kv::new(), now_ms) {
+        match Replica::new(config, recovered, S::default(), now_ms) {
             Ok(replica) => self.replica = Some(replica),
             Err(error) => self.stopped = Some(format!("cannot start: {error}")),
         }
@@ -421,6 +428,7 @@ impl RaftNode {
         local: bool,
     ) {
         let nodes = self.settings.nodes.max(1) as NodeId;
+        let first_node = self.settings.first_node;
         let Some(routing) = self.routing.get_mut(&key) else {
             return;
         };
@@ -472,7 +480,8 @@ impl RaftNode {
                 routing.retry_at_ms = now_ms;
             }
             _ => {
-                routing.target = (routing.target + 1) % nodes;
+                let offset = routing.target.wrapping_sub(first_node);
+                routing.target = first_node + offset.wrapping_add(1) % nodes;
                 routing.retry_at_ms = now_ms + self.settings.heartbeat_interval_ms;
             }
         }
@@ -482,7 +491,7 @@ impl RaftNode {
 /// The context a [`RaftNode`] writes its effects into.
 type NodeContext<'a> = Context<'a, RaftSimMessage, RaftResponse>;
 
-impl RaftNode {
+impl<S: StateMachine + Default> RaftNode<S> {
     /// Starts routing a register operation from a client of this node.
     fn accept(&mut self, now_ms: u64, key: (ClientId, u64), operation: ClientOperation) {
         if self.routing.contains_key(&key) {
@@ -593,7 +602,7 @@ impl RaftNode {
     }
 }
 
-impl Process for RaftNode {
+impl<S: StateMachine + Default + std::fmt::Debug> Process for RaftNode<S> {
     type Message = RaftSimMessage;
     type Request = RaftRequest;
     type Response = RaftResponse;
@@ -643,6 +652,9 @@ impl Process for RaftNode {
             } => match request {
                 RaftRequest::Register(operation) => {
                     self.accept(now_ms, (client, request_id), register_operation(&operation));
+                }
+                RaftRequest::Routed(operation) => {
+                    self.accept(now_ms, (client, request_id), operation);
                 }
                 RaftRequest::Direct(operation) => {
                     self.remember_origin((client, request_id), Origin::Direct);

@@ -1,0 +1,114 @@
+//! The replicated state machine every node runs under Raft: the strong keyspace (and, beside it,
+//! whatever else the cluster keeps linearizably).
+//!
+//! Commands and queries travel through the Raft log as postcard-encoded [`MachineCommand`] /
+//! [`MachineQuery`]; outputs come back as an encoded [`MachineOutput`]. Bytes that do not decode
+//! produce an error output on every replica alike, so a bad command can never split replicas.
+
+use serde::{Deserialize, Serialize};
+
+use crate::strong::{StrongCommand, StrongError, StrongOutput, StrongQuery, StrongStore};
+
+/// A write replicated through the log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MachineCommand {
+    /// A write to the strong keyspace.
+    Strong(StrongCommand),
+}
+
+/// A read answered from the state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MachineQuery {
+    /// A read of the strong keyspace.
+    Strong(StrongQuery),
+}
+
+/// What a command or query produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MachineOutput {
+    /// The strong keyspace's answer.
+    Strong(StrongOutput),
+}
+
+impl MachineCommand {
+    /// Encodes for `raft::ClientOperation::Write`.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+impl MachineQuery {
+    /// Encodes for `raft::ClientOperation::Read`.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+impl MachineOutput {
+    /// Decodes a reply's output; bytes that do not decode become a strong error.
+    pub fn decode(bytes: &[u8]) -> Self {
+        postcard::from_bytes(bytes).unwrap_or_else(|error| {
+            MachineOutput::Strong(StrongOutput::Error(StrongError::Undecodable(
+                error.to_string(),
+            )))
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+}
+
+/// The node's replicated state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMachine {
+    strong: StrongStore,
+}
+
+impl NodeMachine {
+    /// The strong keyspace.
+    pub fn strong(&self) -> &StrongStore {
+        &self.strong
+    }
+}
+
+fn undecodable(error: postcard::Error) -> Vec<u8> {
+    MachineOutput::Strong(StrongOutput::Error(StrongError::Undecodable(
+        error.to_string(),
+    )))
+    .encode()
+}
+
+impl raft::StateMachine for NodeMachine {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        match postcard::from_bytes::<MachineCommand>(command) {
+            Ok(MachineCommand::Strong(command)) => {
+                MachineOutput::Strong(self.strong.execute(command)).encode()
+            }
+            Err(error) => undecodable(error),
+        }
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        match postcard::from_bytes::<MachineQuery>(query) {
+            Ok(MachineQuery::Strong(query)) => {
+                MachineOutput::Strong(self.strong.query(&query)).encode()
+            }
+            Err(error) => undecodable(error),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    fn restore(&mut self, data: &[u8]) -> Result<(), raft::StateMachineError> {
+        let restored = postcard::from_bytes::<NodeMachine>(data)
+            .map_err(|error| raft::StateMachineError::Decode(error.to_string()))?;
+        *self = restored;
+        Ok(())
+    }
+}

@@ -1,0 +1,457 @@
+//! The strong keyspace's data: Redis-shaped values (strings, sets, hashes) replicated by Raft.
+//!
+//! Writes are [`StrongCommand`]s applied in log order on every replica; reads are
+//! [`StrongQuery`]s answered by the leader after a ReadIndex round (or by any replica when the
+//! client asks for a stale read). Both produce a [`StrongOutput`]. A command that fails (wrong type,
+//! not an integer) fails identically everywhere, so it leaves every replica unchanged.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// A key or field name: Redis keys are binary.
+pub type Bytes = Vec<u8>;
+
+/// When `SET` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetCondition {
+    /// Always.
+    Always,
+    /// Only when the key does not exist (`NX`).
+    IfAbsent,
+    /// Only when the key exists (`XX`).
+    IfPresent,
+}
+
+/// One value in the strong keyspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrongValue {
+    /// A string (counters are strings holding a decimal integer, as in Redis).
+    String(#[serde(with = "serde_bytes")] Bytes),
+    /// A set of members.
+    Set(BTreeSet<Bytes>),
+    /// A hash: field → value.
+    Hash(BTreeMap<Bytes, Bytes>),
+}
+
+impl StrongValue {
+    /// The Redis `TYPE` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StrongValue::String(_) => "string",
+            StrongValue::Set(_) => "set",
+            StrongValue::Hash(_) => "hash",
+        }
+    }
+}
+
+/// A write to the strong keyspace, replicated through the Raft log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrongCommand {
+    /// `SET key value [NX|XX] [GET]`.
+    Set {
+        /// The key.
+        key: Bytes,
+        /// The new value.
+        #[serde(with = "serde_bytes")]
+        value: Bytes,
+        /// When to write.
+        condition: SetCondition,
+        /// Answer with the previous value instead of OK.
+        get: bool,
+    },
+    /// `DEL key…`: answers how many existed.
+    Del(Vec<Bytes>),
+    /// `INCRBY key delta` (and INCR, DECR, DECRBY): answers the new value.
+    IncrBy {
+        /// The key.
+        key: Bytes,
+        /// Amount to add.
+        delta: i64,
+    },
+    /// `MSET key value …`, atomically.
+    MSet(Vec<(Bytes, Bytes)>),
+    /// `SADD key member…`: answers how many were new.
+    SAdd {
+        /// The key.
+        key: Bytes,
+        /// Members to add.
+        members: Vec<Bytes>,
+    },
+    /// `SREM key member…`: answers how many were removed.
+    SRem {
+        /// The key.
+        key: Bytes,
+        /// Members to remove.
+        members: Vec<Bytes>,
+    },
+    /// `HSET key field value …`: answers how many fields were new.
+    HSet {
+        /// The key.
+        key: Bytes,
+        /// Field/value pairs.
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// `HDEL key field…`: answers how many were removed.
+    HDel {
+        /// The key.
+        key: Bytes,
+        /// Fields to remove.
+        fields: Vec<Bytes>,
+    },
+    /// Compare-and-set: install `new` (None deletes) only if the string at `key` is `expected`
+    /// (None = absent). Answers 1 when swapped, 0 otherwise.
+    CompareAndSet {
+        /// The key.
+        key: Bytes,
+        /// Required current value.
+        expected: Option<Bytes>,
+        /// Value to install.
+        new: Option<Bytes>,
+    },
+}
+
+/// A read of the strong keyspace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrongQuery {
+    /// `GET key`.
+    Get(Bytes),
+    /// `MGET key…`.
+    MGet(Vec<Bytes>),
+    /// `EXISTS key…`: counts keys that exist (repeats count again, as in Redis).
+    Exists(Vec<Bytes>),
+    /// `SMEMBERS key`.
+    SMembers(Bytes),
+    /// `SISMEMBER key member`.
+    SIsMember {
+        /// The key.
+        key: Bytes,
+        /// The member.
+        member: Bytes,
+    },
+    /// `SCARD key`.
+    SCard(Bytes),
+    /// `HGET key field`.
+    HGet {
+        /// The key.
+        key: Bytes,
+        /// The field.
+        field: Bytes,
+    },
+    /// `HGETALL key`.
+    HGetAll(Bytes),
+    /// `TYPE key`.
+    Type(Bytes),
+    /// `DBSIZE`: number of strong keys.
+    DbSize,
+}
+
+/// Why a strong command or query failed (identically on every replica).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum StrongError {
+    /// The key holds another type.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// The value is not a decimal integer.
+    #[error("ERR value is not an integer or out of range")]
+    NotAnInteger,
+    /// The result would not fit in 64 bits.
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    /// The command bytes did not decode (a replica running other code, or corruption).
+    #[error("ERR undecodable command: {0}")]
+    Undecodable(String),
+}
+
+/// What a strong command or query answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrongOutput {
+    /// `+OK`.
+    Ok,
+    /// Nil (absent key, or a conditional SET that did not write).
+    Nil,
+    /// An integer.
+    Integer(i64),
+    /// A string value.
+    Bulk(#[serde(with = "serde_bytes")] Bytes),
+    /// One optional value per key (MGET, HGET-like lists).
+    Values(Vec<Option<Bytes>>),
+    /// Set members, in order.
+    Members(Vec<Bytes>),
+    /// Hash field/value pairs, in field order.
+    Pairs(Vec<(Bytes, Bytes)>),
+    /// A type name (`TYPE`).
+    Type(String),
+    /// A deterministic failure.
+    Error(StrongError),
+}
+
+/// The strong keyspace's state machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StrongStore {
+    values: BTreeMap<Bytes, StrongValue>,
+}
+
+impl StrongStore {
+    /// An empty keyspace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// True when no key exists.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The value at `key`.
+    pub fn value(&self, key: &[u8]) -> Option<&StrongValue> {
+        self.values.get(key)
+    }
+
+    /// Every key and value, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &StrongValue)> {
+        self.values.iter()
+    }
+
+    /// Applies one write; a failed command changes nothing.
+    pub fn execute(&mut self, command: StrongCommand) -> StrongOutput {
+        match self.try_execute(command) {
+            Ok(output) => output,
+            Err(error) => StrongOutput::Error(error),
+        }
+    }
+
+    fn try_execute(&mut self, command: StrongCommand) -> Result<StrongOutput, StrongError> {
+        match command {
+            StrongCommand::Set {
+                key,
+                value,
+                condition,
+                get,
+            } => {
+                let previous = match self.values.get(&key) {
+                    None => None,
+                    Some(StrongValue::String(previous)) => Some(previous.clone()),
+                    // Redis lets SET overwrite any type, but SET … GET on a non-string fails.
+                    Some(_) if get => return Err(StrongError::WrongType),
+                    Some(_) => Some(Vec::new()),
+                };
+                let exists = self.values.contains_key(&key);
+                let write = match condition {
+                    SetCondition::Always => true,
+                    SetCondition::IfAbsent => !exists,
+                    SetCondition::IfPresent => exists,
+                };
+                if write {
+                    self.values.insert(key, StrongValue::String(value));
+                }
+                Ok(match (get, write) {
+                    (true, _) => previous.map_or(StrongOutput::Nil, StrongOutput::Bulk),
+                    (false, true) => StrongOutput::Ok,
+                    (false, false) => StrongOutput::Nil,
+                })
+            }
+            StrongCommand::Del(keys) => {
+                let removed = keys
+                    .iter()
+                    .filter(|key| self.values.remove(*key).is_some())
+                    .count();
+                Ok(StrongOutput::Integer(removed as i64))
+            }
+            StrongCommand::IncrBy { key, delta } => {
+                let current = match self.values.get(&key) {
+                    None => 0,
+                    Some(StrongValue::String(bytes)) => parse_integer(bytes)?,
+                    Some(_) => return Err(StrongError::WrongType),
+                };
+                let next = current.checked_add(delta).ok_or(StrongError::Overflow)?;
+                self.values
+                    .insert(key, StrongValue::String(next.to_string().into_bytes()));
+                Ok(StrongOutput::Integer(next))
+            }
+            StrongCommand::MSet(pairs) => {
+                for (key, value) in pairs {
+                    self.values.insert(key, StrongValue::String(value));
+                }
+                Ok(StrongOutput::Ok)
+            }
+            StrongCommand::SAdd { key, members } => {
+                let set = match self
+                    .values
+                    .entry(key)
+                    .or_insert_with(|| StrongValue::Set(BTreeSet::new()))
+                {
+                    StrongValue::Set(set) => set,
+                    _ => return Err(StrongError::WrongType),
+                };
+                let added = members
+                    .into_iter()
+                    .filter(|member| set.insert(member.clone()))
+                    .count();
+                Ok(StrongOutput::Integer(added as i64))
+            }
+            StrongCommand::SRem { key, members } => {
+                let removed = match self.values.get_mut(&key) {
+                    None => 0,
+                    Some(StrongValue::Set(set)) => {
+                        members.iter().filter(|member| set.remove(*member)).count()
+                    }
+                    Some(_) => return Err(StrongError::WrongType),
+                };
+                self.drop_if_empty(&key);
+                Ok(StrongOutput::Integer(removed as i64))
+            }
+            StrongCommand::HSet { key, pairs } => {
+                let hash = match self
+                    .values
+                    .entry(key)
+                    .or_insert_with(|| StrongValue::Hash(BTreeMap::new()))
+                {
+                    StrongValue::Hash(hash) => hash,
+                    _ => return Err(StrongError::WrongType),
+                };
+                let added = pairs
+                    .into_iter()
+                    .filter(|(field, value)| hash.insert(field.clone(), value.clone()).is_none())
+                    .count();
+                Ok(StrongOutput::Integer(added as i64))
+            }
+            StrongCommand::HDel { key, fields } => {
+                let removed = match self.values.get_mut(&key) {
+                    None => 0,
+                    Some(StrongValue::Hash(hash)) => fields
+                        .iter()
+                        .filter(|field| hash.remove(*field).is_some())
+                        .count(),
+                    Some(_) => return Err(StrongError::WrongType),
+                };
+                self.drop_if_empty(&key);
+                Ok(StrongOutput::Integer(removed as i64))
+            }
+            StrongCommand::CompareAndSet { key, expected, new } => {
+                let current = match self.values.get(&key) {
+                    None => None,
+                    Some(StrongValue::String(bytes)) => Some(bytes),
+                    Some(_) => return Err(StrongError::WrongType),
+                };
+                if current != expected.as_ref() {
+                    return Ok(StrongOutput::Integer(0));
+                }
+                match new {
+                    Some(value) => {
+                        self.values.insert(key, StrongValue::String(value));
+                    }
+                    None => {
+                        self.values.remove(&key);
+                    }
+                }
+                Ok(StrongOutput::Integer(1))
+            }
+        }
+    }
+
+    /// Answers one read.
+    pub fn query(&self, query: &StrongQuery) -> StrongOutput {
+        match self.try_query(query) {
+            Ok(output) => output,
+            Err(error) => StrongOutput::Error(error),
+        }
+    }
+
+    fn try_query(&self, query: &StrongQuery) -> Result<StrongOutput, StrongError> {
+        Ok(match query {
+            StrongQuery::Get(key) => match self.values.get(key) {
+                None => StrongOutput::Nil,
+                Some(StrongValue::String(bytes)) => StrongOutput::Bulk(bytes.clone()),
+                Some(_) => return Err(StrongError::WrongType),
+            },
+            StrongQuery::MGet(keys) => StrongOutput::Values(
+                keys.iter()
+                    .map(|key| match self.values.get(key) {
+                        Some(StrongValue::String(bytes)) => Some(bytes.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            StrongQuery::Exists(keys) => StrongOutput::Integer(
+                keys.iter()
+                    .filter(|key| self.values.contains_key(*key))
+                    .count() as i64,
+            ),
+            StrongQuery::SMembers(key) => StrongOutput::Members(
+                self.set(key)?
+                    .map(|set| set.iter().cloned().collect())
+                    .unwrap_or_default(),
+            ),
+            StrongQuery::SIsMember { key, member } => StrongOutput::Integer(i64::from(
+                self.set(key)?.is_some_and(|set| set.contains(member)),
+            )),
+            StrongQuery::SCard(key) => {
+                StrongOutput::Integer(self.set(key)?.map_or(0, |set| set.len() as i64))
+            }
+            StrongQuery::HGet { key, field } => match self.hash(key)?.and_then(|h| h.get(field)) {
+                Some(value) => StrongOutput::Bulk(value.clone()),
+                None => StrongOutput::Nil,
+            },
+            StrongQuery::HGetAll(key) => StrongOutput::Pairs(
+                self.hash(key)?
+                    .map(|hash| {
+                        hash.iter()
+                            .map(|(field, value)| (field.clone(), value.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ),
+            StrongQuery::Type(key) => StrongOutput::Type(
+                self.values
+                    .get(key)
+                    .map_or("none", StrongValue::type_name)
+                    .to_string(),
+            ),
+            StrongQuery::DbSize => StrongOutput::Integer(self.values.len() as i64),
+        })
+    }
+
+    fn set(&self, key: &[u8]) -> Result<Option<&BTreeSet<Bytes>>, StrongError> {
+        match self.values.get(key) {
+            None => Ok(None),
+            Some(StrongValue::Set(set)) => Ok(Some(set)),
+            Some(_) => Err(StrongError::WrongType),
+        }
+    }
+
+    fn hash(&self, key: &[u8]) -> Result<Option<&BTreeMap<Bytes, Bytes>>, StrongError> {
+        match self.values.get(key) {
+            None => Ok(None),
+            Some(StrongValue::Hash(hash)) => Ok(Some(hash)),
+            Some(_) => Err(StrongError::WrongType),
+        }
+    }
+
+    /// Redis removes a set or hash when its last member goes.
+    fn drop_if_empty(&mut self, key: &[u8]) {
+        let empty = match self.values.get(key) {
+            Some(StrongValue::Set(set)) => set.is_empty(),
+            Some(StrongValue::Hash(hash)) => hash.is_empty(),
+            _ => false,
+        };
+        if empty {
+            self.values.remove(key);
+        }
+    }
+}
+
+/// Parses a Redis integer string: optional '-', decimal digits, no spaces or '+'.
+fn parse_integer(bytes: &[u8]) -> Result<i64, StrongError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| StrongError::NotAnInteger)?;
+    if text.is_empty() || text.starts_with('+') || text.len() > 20 {
+        return Err(StrongError::NotAnInteger);
+    }
+    text.parse().map_err(|_| StrongError::NotAnInteger)
+}
