@@ -8,3 +8,4 @@ pub mod command;
 pub mod machine;
 pub mod resp;
 pub mod strong;
+pub mod config;

@@ -112,3 +112,51 @@ impl raft::StateMachine for NodeMachine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::StateMachine;
+
+    use super::*;
+    use crate::strong::SetCondition;
+
+    #[test]
+    fn commands_apply_and_snapshots_restore() {
+        let mut machine = NodeMachine::default();
+        let command = MachineCommand::Strong(StrongCommand::Set {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            condition: SetCondition::Always,
+            get: false,
+        });
+        assert_eq!(
+            MachineOutput::decode(&machine.apply(&command.encode())),
+            MachineOutput::Strong(StrongOutput::Ok)
+        );
+        let query = MachineQuery::Strong(StrongQuery::Get(b"k".to_vec()));
+        assert_eq!(
+            MachineOutput::decode(&machine.query(&query.encode())),
+            MachineOutput::Strong(StrongOutput::Bulk(b"v".to_vec()))
+        );
+        let snapshot = machine.snapshot();
+        let mut restored = NodeMachine::default();
+        restored.restore(&snapshot).unwrap();
+        assert_eq!(restored, machine);
+        assert!(restored.restore(&[0xff, 0xff, 0xff]).is_err());
+        assert_eq!(
+            restored, machine,
+            "a bad snapshot leaves the state unchanged"
+        );
+    }
+
+    #[test]
+    fn undecodable_commands_fail_alike_everywhere() {
+        let mut machine = NodeMachine::default();
+        let output = MachineOutput::decode(&machine.apply(&[0xff, 0x01]));
+        assert!(matches!(
+            output,
+            MachineOutput::Strong(StrongOutput::Error(StrongError::Undecodable(_)))
+        ));
+        assert_eq!(machine, NodeMachine::default());
+    }
+}

@@ -455,3 +455,149 @@ fn parse_integer(bytes: &[u8]) -> Result<i64, StrongError> {
     }
     text.parse().map_err(|_| StrongError::NotAnInteger)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(key: &str, value: &str) -> StrongCommand {
+        StrongCommand::Set {
+            key: key.into(),
+            value: value.into(),
+            condition: SetCondition::Always,
+            get: false,
+        }
+    }
+
+    #[test]
+    fn strings_follow_redis_semantics() {
+        let mut store = StrongStore::new();
+        assert_eq!(store.execute(set("a", "1")), StrongOutput::Ok);
+        assert_eq!(
+            store.query(&StrongQuery::Get("a".into())),
+            StrongOutput::Bulk(b"1".to_vec())
+        );
+        let nx = StrongCommand::Set {
+            key: "a".into(),
+            value: "2".into(),
+            condition: SetCondition::IfAbsent,
+            get: false,
+        };
+        assert_eq!(store.execute(nx), StrongOutput::Nil);
+        let xx_get = StrongCommand::Set {
+            key: "a".into(),
+            value: "3".into(),
+            condition: SetCondition::IfPresent,
+            get: true,
+        };
+        assert_eq!(store.execute(xx_get), StrongOutput::Bulk(b"1".to_vec()));
+        let incr = StrongCommand::IncrBy {
+            key: "a".into(),
+            delta: 4,
+        };
+        assert_eq!(store.execute(incr), StrongOutput::Integer(7));
+        let overflow = StrongCommand::IncrBy {
+            key: "a".into(),
+            delta: i64::MAX,
+        };
+        assert_eq!(
+            store.execute(overflow),
+            StrongOutput::Error(StrongError::Overflow)
+        );
+        store.execute(set("text", "abc"));
+        let not_integer = StrongCommand::IncrBy {
+            key: "text".into(),
+            delta: 1,
+        };
+        assert_eq!(
+            store.execute(not_integer),
+            StrongOutput::Error(StrongError::NotAnInteger)
+        );
+        assert_eq!(
+            store.query(&StrongQuery::MGet(vec!["a".into(), "missing".into()])),
+            StrongOutput::Values(vec![Some(b"7".to_vec()), None])
+        );
+        assert_eq!(
+            store.execute(StrongCommand::Del(vec![
+                "a".into(),
+                "a".into(),
+                "missing".into()
+            ])),
+            StrongOutput::Integer(1)
+        );
+        assert_eq!(
+            store.query(&StrongQuery::Exists(vec!["text".into(), "text".into()])),
+            StrongOutput::Integer(2)
+        );
+    }
+
+    #[test]
+    fn sets_and_hashes_vanish_when_emptied_and_refuse_other_types() {
+        let mut store = StrongStore::new();
+        let add = StrongCommand::SAdd {
+            key: "s".into(),
+            members: vec!["x".into(), "y".into(), "x".into()],
+        };
+        assert_eq!(store.execute(add), StrongOutput::Integer(2));
+        assert_eq!(
+            store.query(&StrongQuery::SCard("s".into())),
+            StrongOutput::Integer(2)
+        );
+        assert_eq!(
+            store.query(&StrongQuery::Get("s".into())),
+            StrongOutput::Error(StrongError::WrongType)
+        );
+        let remove = StrongCommand::SRem {
+            key: "s".into(),
+            members: vec!["x".into(), "y".into()],
+        };
+        assert_eq!(store.execute(remove), StrongOutput::Integer(2));
+        assert_eq!(
+            store.query(&StrongQuery::Type("s".into())),
+            StrongOutput::Type("none".into())
+        );
+        let hset = StrongCommand::HSet {
+            key: "h".into(),
+            pairs: vec![("f".into(), "1".into()), ("g".into(), "2".into())],
+        };
+        assert_eq!(store.execute(hset), StrongOutput::Integer(2));
+        assert_eq!(
+            store.query(&StrongQuery::HGetAll("h".into())),
+            StrongOutput::Pairs(vec![("f".into(), "1".into()), ("g".into(), "2".into())])
+        );
+        let sadd_on_hash = StrongCommand::SAdd {
+            key: "h".into(),
+            members: vec!["x".into()],
+        };
+        let before = store.clone();
+        assert_eq!(
+            store.execute(sadd_on_hash),
+            StrongOutput::Error(StrongError::WrongType)
+        );
+        assert_eq!(store, before, "a failed command changes nothing");
+        assert_eq!(store.query(&StrongQuery::DbSize), StrongOutput::Integer(1));
+    }
+
+    #[test]
+    fn compare_and_set_swaps_only_on_a_match() {
+        let mut store = StrongStore::new();
+        let cas = |expected: Option<&str>, new: Option<&str>| StrongCommand::CompareAndSet {
+            key: "k".into(),
+            expected: expected.map(Into::into),
+            new: new.map(Into::into),
+        };
+        assert_eq!(
+            store.execute(cas(Some("x"), Some("y"))),
+            StrongOutput::Integer(0)
+        );
+        assert_eq!(
+            store.execute(cas(None, Some("y"))),
+            StrongOutput::Integer(1)
+        );
+        assert_eq!(
+            store.execute(cas(Some("y"), None)),
+            StrongOutput::Integer(1)
+        );
+        assert!(store.is_empty());
+    }
+}
