@@ -9,3 +9,5 @@ pub mod machine;
 pub mod resp;
 pub mod strong;
 pub mod config;
+pub mod handle;
+pub mod process;
