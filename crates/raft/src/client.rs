@@ -195,6 +195,60 @@ impl Sessions {
                 index,
             },
         );
+        self.evict_beyond(max_sessions);
+    }
+
+    /// Applies a committed request at most once: runs `apply` on `command` for a new request and
+    /// records its output, returns the recorded output for a duplicate, or fails for a request
+    /// older than the session's last one. Same outcome as `check` followed by `record`, with one
+    /// lookup and no copy of the output.
+    pub(crate) fn apply(
+        &mut self,
+        client_id: ClientId,
+        sequence: u64,
+        index: LogIndex,
+        max_sessions: usize,
+        command: &[u8],
+        apply: impl FnOnce(&[u8], &mut Vec<u8>),
+    ) -> Result<&[u8], ClientError> {
+        let expired = ClientError::SessionExpired {
+            client_id,
+            sequence,
+        };
+        // (Three lookups rather than one `entry`: returning a borrow out of a match on `entry`
+        // is not accepted by the borrow checker yet.)
+        match self.records.get_mut(&client_id) {
+            Some(record) if record.sequence > sequence => return Err(expired),
+            Some(record) => {
+                if record.sequence < sequence {
+                    // The previous output's buffer is recycled for the new one.
+                    record.output.clear();
+                    apply(command, &mut record.output);
+                    record.sequence = sequence;
+                    record.index = index;
+                }
+            }
+            None => {
+                let mut output = Vec::new();
+                apply(command, &mut output);
+                let record = SessionRecord {
+                    sequence,
+                    output,
+                    index,
+                };
+                self.records.insert(client_id, record);
+                // The new record has the highest index, so eviction never removes it.
+                self.evict_beyond(max_sessions);
+            }
+        }
+        self.records
+            .get(&client_id)
+            .map(|record| record.output.as_slice())
+            .ok_or(expired)
+    }
+
+    /// Evicts the least recently active sessions until at most `max_sessions` (at least 1) remain.
+    fn evict_beyond(&mut self, max_sessions: usize) {
         while self.records.len() > max_sessions.max(1) {
             let oldest = self
                 .records

@@ -298,6 +298,7 @@ impl<M: StateMachine> Replica<M> {
             );
         }
         self.progress.clear();
+        self.proposals.clear();
         self.heartbeat_sent_ms.clear();
         self.lease_until_ms = 0;
     }
@@ -309,6 +310,7 @@ impl<M: StateMachine> Replica<M> {
         self.votes.clear();
         self.progress.clear();
         self.refresh_progress();
+        self.index_proposals();
         self.heartbeat_deadline_ms = self.now_ms + self.config.heartbeat_interval_ms;
         self.election_deadline_ms = self.now_ms + self.config.election_timeout_min_ms;
         self.emit_role();

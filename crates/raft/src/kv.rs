@@ -12,6 +12,12 @@ use serde::{Deserialize, Serialize};
 pub trait StateMachine {
     /// Applies a committed command and returns its output.
     fn apply(&mut self, command: &[u8]) -> Vec<u8>;
+    /// Applies a committed command, writing its output into `output`, which arrives empty; its
+    /// capacity is a recycled buffer, so a state machine can answer without allocating. Same
+    /// outcome as `apply` (the default calls it).
+    fn apply_into(&mut self, command: &[u8], output: &mut Vec<u8>) {
+        *output = self.apply(command);
+    }
     /// Answers a read-only query against the current state.
     fn query(&self, query: &[u8]) -> Vec<u8>;
     /// Serializes the whole state.
@@ -187,13 +193,56 @@ impl Kv {
     }
 }
 
+/// A `KvCommand::Put` read in place from its encoding (the hot path of `apply_into`); any other
+/// command fails to decode as this and takes the general path.
+#[derive(Deserialize)]
+enum BorrowedPut<'a> {
+    Put { key: &'a str, value: &'a [u8] },
+}
+
+/// Encodes exactly as `KvOutput::Value` (same variant index, bytes written as a length-prefixed
+/// string like a `Vec<u8>` sequence), from a borrowed value.
+#[derive(Serialize)]
+enum BorrowedValue<'a> {
+    Value(Option<&'a serde_bytes::Bytes>),
+}
+
+impl Kv {
+    /// `Put` without decoding into owned strings: the previous value's buffer is encoded into the
+    /// output and then overwritten in place, so replacing a key allocates nothing.
+    fn put_in_place(&mut self, key: &str, value: &[u8], output: &mut Vec<u8>) {
+        let previous = self.entries.get_mut(key);
+        let encoded = BorrowedValue::Value(previous.as_deref().map(|v| serde_bytes::Bytes::new(v)));
+        *output = postcard::to_extend(&encoded, std::mem::take(output)).unwrap_or_default();
+        match previous {
+            Some(slot) => {
+                slot.clear();
+                slot.extend_from_slice(value);
+            }
+            None => {
+                self.entries.insert(key.to_owned(), value.to_vec());
+            }
+        }
+    }
+}
+
 impl StateMachine for Kv {
     fn apply(&mut self, command: &[u8]) -> Vec<u8> {
-        let output = match postcard::from_bytes::<KvCommand>(command) {
+        let mut output = Vec::new();
+        self.apply_into(command, &mut output);
+        output
+    }
+
+    fn apply_into(&mut self, command: &[u8], output: &mut Vec<u8>) {
+        output.clear();
+        if let Ok(BorrowedPut::Put { key, value }) = postcard::from_bytes::<BorrowedPut>(command) {
+            return self.put_in_place(key, value, output);
+        }
+        let result = match postcard::from_bytes::<KvCommand>(command) {
             Ok(command) => self.execute(command),
             Err(e) => KvOutput::Error(format!("undecodable command: {e}")),
         };
-        output.encode()
+        *output = postcard::to_extend(&result, std::mem::take(output)).unwrap_or_default();
     }
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
@@ -299,6 +348,53 @@ mod tests {
             KvOutput::decode(&kv.apply(b"\xff\xff\xff")),
             KvOutput::Error(_)
         ));
+    }
+
+    fn command_strategy() -> impl proptest::strategy::Strategy<Value = KvCommand> {
+        use proptest::prelude::*;
+        let key = (0u8..4).prop_map(|k| format!("k{k}"));
+        let value = proptest::collection::vec(any::<u8>(), 0..200);
+        prop_oneof![
+            (key.clone(), value.clone()).prop_map(|(key, value)| KvCommand::Put { key, value }),
+            key.clone().prop_map(|key| KvCommand::Delete { key }),
+            (
+                key.clone(),
+                proptest::option::of(value.clone()),
+                proptest::option::of(value)
+            )
+                .prop_map(|(key, expected, new)| KvCommand::CompareAndSwap {
+                    key,
+                    expected,
+                    new
+                }),
+            (key, -3i64..3).prop_map(|(key, delta)| KvCommand::Increment { key, delta }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The in-place path (borrowed decode, recycled output buffer) answers and changes the
+        /// store exactly as decoding and executing the owned command does.
+        #[test]
+        fn apply_into_matches_owned_execution(
+            commands in proptest::collection::vec(command_strategy(), 1..40),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+        ) {
+            let mut fast = Kv::new();
+            let mut reference = Kv::new();
+            let mut output = vec![9; 3];
+            for command in commands {
+                let bytes = command.encode();
+                output.clear();
+                fast.apply_into(&bytes, &mut output);
+                let expected = reference.execute(command).encode();
+                proptest::prop_assert_eq!(&output, &expected);
+                proptest::prop_assert_eq!(&fast, &reference);
+            }
+            output.clear();
+            fast.apply_into(&garbage, &mut output);
+            proptest::prop_assert_eq!(output, reference.apply(&garbage));
+            proptest::prop_assert_eq!(fast, reference);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::kv::StateMachine;
 use crate::message::MessageBody;
 use crate::quorum;
 use crate::replica::{Gate, PendingRead, Replica, Role, Transfer};
-use crate::types::{EntryPayload, LogIndex, Membership, NodeId};
+use crate::types::{ClientId, Entry, EntryPayload, LogIndex, Membership, NodeId};
 
 impl<M: StateMachine> Replica<M> {
     pub(crate) fn handle_client(&mut self, request: ClientRequest) {
@@ -89,17 +89,18 @@ impl<M: StateMachine> Replica<M> {
         }
         // A retry of a request still in the log waits for that entry instead of re-proposing
         // (RedisRaft #13; B16).
-        let in_flight = (self.applied_index + 1..=self.log.last_index()).find(|&index| {
-            matches!(self.log.entry(index).map(|e| &e.payload),
-                Some(EntryPayload::Command { client_id: c, sequence: s, .. }) if *c == client_id && *s == sequence)
-        });
+        let in_flight = self.proposed_index(client_id, sequence);
         let index = match in_flight {
             Some(index) => index,
-            None => self.append_new_entry(EntryPayload::Command {
-                client_id,
-                sequence,
-                command,
-            }),
+            None => {
+                let index = self.append_new_entry(EntryPayload::Command {
+                    client_id,
+                    sequence,
+                    command,
+                });
+                self.proposals.insert((client_id, sequence), index);
+                index
+            }
         };
         self.pending_writes
             .entry(index)
@@ -107,6 +108,36 @@ impl<M: StateMachine> Replica<M> {
             .push((client_id, sequence));
         if in_flight.is_none() {
             self.broadcast_append();
+        }
+    }
+
+    /// The unapplied log entry holding this session's request, if any (B16).
+    fn proposed_index(&self, client_id: ClientId, sequence: u64) -> Option<LogIndex> {
+        let index = *self.proposals.get(&(client_id, sequence))?;
+        let holds_request = matches!(self.log.entry(index).map(|e| &e.payload),
+            Some(EntryPayload::Command { client_id: c, sequence: s, .. }) if *c == client_id && *s == sequence);
+        (index > self.applied_index && holds_request).then_some(index)
+    }
+
+    /// Leader: indexes the unapplied commands inherited from earlier terms (the earliest copy of
+    /// each request wins, as a log scan would find it).
+    pub(crate) fn index_proposals(&mut self) {
+        self.proposals.clear();
+        for index in self.applied_index + 1..=self.log.last_index() {
+            if let Some(Entry {
+                payload:
+                    EntryPayload::Command {
+                        client_id,
+                        sequence,
+                        ..
+                    },
+                ..
+            }) = self.log.entry(index)
+            {
+                self.proposals
+                    .entry((*client_id, *sequence))
+                    .or_insert(index);
+            }
         }
     }
 
