@@ -1,0 +1,129 @@
+//! Anti-entropy between two nodes: a push-pull round of three messages, each carrying only what
+//! the receiver lacks.
+//!
+//! 1. A → B [`ApMessage::Digest`]: for each of A's four maps, a `crdt::sync::SyncRequest` (the
+//!    map's causal context — a version vector plus exception dots — and a hash per bucket of live
+//!    dots).
+//! 2. B → A [`ApMessage::DeltasAndDigest`]: for each map, `crdt::sync::reply` — a small state with
+//!    B's entries whose dots A has not seen and the removals A missed — omitted when empty; and
+//!    B's own digest, taken after nothing changed at B.
+//! 3. A joins the deltas, then A → B [`ApMessage::Deltas`]: what B lacks, by B's digest.
+
+use crdt::sync::{SyncRequest, reply};
+use crdt::{Causal, Codec, DotStore};
+use serde::{Deserialize, Serialize};
+
+use super::keyspace::{Form, Keyspace, Kind, Part};
+
+/// One node's summary of its four maps: what it has seen, not what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    /// Encoded sync requests, one per map, in the keyspace's kind order.
+    requests: Vec<Vec<u8>>,
+}
+
+/// States holding what the receiver lacks, at most one per map.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deltas {
+    parts: Vec<Part>,
+}
+
+/// A message between two nodes' available keyspaces (the node serialises it with postcard).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApMessage {
+    /// Opens a round: the sender's digest; answer with what it lacks and your digest.
+    Digest(Digest),
+    /// Answers a digest: what the opener lacks, and the answerer's digest.
+    DeltasAndDigest(Deltas, Digest),
+    /// Closes a round: what the answerer lacks.
+    Deltas(Deltas),
+}
+
+impl ApMessage {
+    /// Bytes of encoded CRDT payload carried (digests and deltas; framing not counted).
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            ApMessage::Digest(digest) => digest.bytes(),
+            ApMessage::DeltasAndDigest(deltas, digest) => deltas.bytes() + digest.bytes(),
+            ApMessage::Deltas(deltas) => deltas.bytes(),
+        }
+    }
+}
+
+impl Digest {
+    /// The digest of `keyspace`.
+    pub(crate) fn of(keyspace: &Keyspace) -> Self {
+        Self {
+            requests: vec![
+                SyncRequest::new(&keyspace.strings).to_bytes(),
+                SyncRequest::new(&keyspace.hashes).to_bytes(),
+                SyncRequest::new(&keyspace.sets).to_bytes(),
+                SyncRequest::new(&keyspace.counters).to_bytes(),
+            ],
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.requests.iter().map(Vec::len).sum()
+    }
+
+    /// The requests, decoded and checked.
+    pub(crate) fn decode(&self) -> Result<[SyncRequest; 4], crdt::DecodeError> {
+        let [strings, hashes, sets, counters] = self.requests.as_slice() else {
+            return Err(crdt::DecodeError::Invalid {
+                offset: 0,
+                reason: "a digest holds exactly four sync requests",
+            });
+        };
+        Ok([
+            SyncRequest::from_bytes(strings)?,
+            SyncRequest::from_bytes(hashes)?,
+            SyncRequest::from_bytes(sets)?,
+            SyncRequest::from_bytes(counters)?,
+        ])
+    }
+}
+
+impl Deltas {
+    /// What the sender of `requests` lacks from `keyspace`.
+    pub(crate) fn answering(keyspace: &Keyspace, requests: &[SyncRequest; 4]) -> Self {
+        let mut parts = Vec::new();
+        push_reply(&mut parts, Kind::String, &keyspace.strings, &requests[0]);
+        push_reply(&mut parts, Kind::Hash, &keyspace.hashes, &requests[1]);
+        push_reply(&mut parts, Kind::Set, &keyspace.sets, &requests[2]);
+        push_reply(&mut parts, Kind::Counter, &keyspace.counters, &requests[3]);
+        Self { parts }
+    }
+
+    /// The parts, to decode and join.
+    pub(crate) fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// True when the sender had nothing the receiver lacked.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn bytes(&self) -> usize {
+        self.parts.iter().map(|part| part.bytes.len()).sum()
+    }
+}
+
+fn push_reply<S: DotStore>(
+    parts: &mut Vec<Part>,
+    kind: Kind,
+    map: &Causal<S>,
+    request: &SyncRequest,
+) {
+    let answer = reply(map, request);
+    // An empty context means the requester has seen every dot we have and misses no removal.
+    if answer.context().is_empty() && answer.store().is_empty() {
+        return;
+    }
+    parts.push(Part {
+        kind,
+        form: Form::State,
+        bytes: answer.to_bytes(),
+    });
+}
