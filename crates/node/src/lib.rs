@@ -11,3 +11,6 @@ pub mod strong;
 pub mod config;
 pub mod handle;
 pub mod process;
+pub mod history;
+pub mod metrics;
+pub mod redis;

@@ -1,0 +1,624 @@
+//! The Redis server: speaks RESP2 (and RESP3 after `HELLO 3`) to stock clients and runs their
+//! commands on the strong keyspace (through Raft) or the available one (CRDTs), by key prefix.
+//!
+//! A connection may pipeline: every request parsed from the socket starts at once (up to
+//! [`IN_FLIGHT_MAX`] per connection), and replies go back in request order. Strong reads are
+//! linearizable unless the connection sent `READONLY` (as Redis Cluster clients do to read from
+//! replicas): then they are served from this node's replica even in a minority, marked stale only
+//! by that opt-in. Malformed input gets a protocol error and the connection is closed; the node
+//! keeps running.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::available::{ApOperation, ApOutput, SetCondition as ApSetCondition};
+use crate::command::{self, Command, SetCondition};
+use crate::handle::{NodeError, NodeHandle};
+use crate::metrics::Metrics;
+use crate::process::Mode;
+use crate::resp::{Limits, Protocol, RequestParser, Value};
+use crate::strong::{self, StrongCommand, StrongOutput, StrongQuery};
+
+/// Most requests one connection may have in flight before the server stops reading from it.
+pub const IN_FLIGHT_MAX: usize = 1_024;
+
+/// Bytes read from a socket at a time.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// How the Redis server behaves.
+#[derive(Clone, Debug, Default)]
+pub struct RedisOptions {
+    /// Clients must `AUTH` with this password first, when set.
+    pub password: Option<String>,
+    /// Bounds on one request.
+    pub limits: Limits,
+}
+
+/// Serves Redis clients on `listener` until the task is aborted (which closes every connection).
+pub async fn serve(
+    listener: TcpListener,
+    handle: NodeHandle,
+    metrics: Arc<Metrics>,
+    options: RedisOptions,
+) -> std::io::Result<()> {
+    let options = Arc::new(options);
+    let mut connections = JoinSet::new();
+    let mut next_client_id: i64 = 1;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, address) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let connection = Connection {
+                    handle: handle.clone(),
+                    metrics: Arc::clone(&metrics),
+                    options: Arc::clone(&options),
+                    id: next_client_id,
+                    protocol: Protocol::Resp2,
+                    authenticated: options.password.is_none(),
+                    name: None,
+                    read_only: false,
+                };
+                next_client_id += 1;
+                connections.spawn(async move {
+                    if let Err(error) = connection.run(stream).await {
+                        tracing::debug!(%address, %error, "client connection ended");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+type Reply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+
+/// One client's connection state.
+struct Connection {
+    handle: NodeHandle,
+    metrics: Arc<Metrics>,
+    options: Arc<RedisOptions>,
+    id: i64,
+    protocol: Protocol,
+    authenticated: bool,
+    name: Option<Vec<u8>>,
+    read_only: bool,
+}
+
+impl Connection {
+    async fn run(mut self, stream: TcpStream) -> std::io::Result<()> {
+        self.metrics.connection_opened();
+        let result = self.serve(stream).await;
+        self.metrics.connection_closed();
+        result
+    }
+
+    async fn serve(&mut self, mut stream: TcpStream) -> std::io::Result<()> {
+        let mut parser = RequestParser::new(self.options.limits);
+        let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+        let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+        let mut replies: FuturesOrdered<Reply> = FuturesOrdered::new();
+        // Set once the client sent QUIT, hung up, or broke the protocol: answer what is in flight,
+        // then close.
+        let mut closing = false;
+        loop {
+            if closing && replies.is_empty() {
+                stream.flush().await?;
+                return Ok(());
+            }
+            tokio::select! {
+                Some(reply) = replies.next(), if !replies.is_empty() => {
+                    output.extend_from_slice(&reply);
+                    // Gather every other reply already done so one write carries them all.
+                    while let Some(Some(reply)) = futures_util::FutureExt::now_or_never(replies.next()) {
+                        output.extend_from_slice(&reply);
+                    }
+                    stream.write_all(&output).await?;
+                    output.clear();
+                }
+                read = read_more(&mut stream, &mut input), if !closing && replies.len() < IN_FLIGHT_MAX => {
+                    if read? == 0 {
+                        closing = true;
+                        continue;
+                    }
+                    let mut consumed = 0;
+                    while !closing && replies.len() < IN_FLIGHT_MAX {
+                        match parser.parse(&input[consumed..]) {
+                            Ok(Some((args, used))) => {
+                                consumed += used;
+                                if args.is_empty() {
+                                    continue;
+                                }
+                                let (reply, quit) = self.start(args);
+                                replies.push_back(reply);
+                                closing |= quit;
+                            }
+                            Ok(None) => break,
+                            Err(error) => {
+                                tracing::debug!(client = self.id, %error, "malformed request; closing");
+                                let bytes = error.to_reply().to_bytes(self.protocol);
+                                replies.push_back(Box::pin(async move { bytes }));
+                                closing = true;
+                            }
+                        }
+                    }
+                    input.drain(..consumed);
+                }
+            }
+        }
+    }
+
+    /// Starts one request; returns its reply (in order) and whether the connection should close.
+    fn start(&mut self, args: Vec<Vec<u8>>) -> (Reply, bool) {
+        let started = Instant::now();
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
+        // READONLY / READWRITE: the Redis Cluster way to opt in to replica (stale) reads.
+        if args.len() == 1 && (name == "readonly" || name == "readwrite") && self.authenticated {
+            self.read_only = name == "readonly";
+            return (self.ready(Value::ok()), false);
+        }
+        let command = match command::parse(args) {
+            Ok(command) => command,
+            Err(error) => return (self.ready(Value::error(error.to_string())), false),
+        };
+        if !self.authenticated
+            && !matches!(
+                command,
+                Command::Auth { .. } | Command::Hello { .. } | Command::Quit
+            )
+        {
+            return (
+                self.ready(Value::error("NOAUTH Authentication required.")),
+                false,
+            );
+        }
+        let quit = matches!(command, Command::Quit);
+        if let Some(value) = self.local(&command) {
+            return (self.ready(value), quit);
+        }
+        let handle = self.handle.clone();
+        let metrics = Arc::clone(&self.metrics);
+        let protocol = self.protocol;
+        let read_only = self.read_only;
+        let command_name = command.name();
+        let mode = command.keys().first().map(|key| Mode::of(key));
+        let reply = async move {
+            let value = execute(&handle, command, read_only).await;
+            metrics.record(command_name, mode, !value.is_error(), started.elapsed());
+            value.to_bytes(protocol)
+        };
+        (Box::pin(reply), false)
+    }
+
+    fn ready(&self, value: Value) -> Reply {
+        let bytes = value.to_bytes(self.protocol);
+        Box::pin(async move { bytes })
+    }
+
+    /// Answers commands about the connection itself (and `None` for the ones that need the node).
+    fn local(&mut self, command: &Command) -> Option<Value> {
+        Some(match command {
+            Command::Ping(None) => Value::pong(),
+            Command::Ping(Some(message)) => Value::bulk(message.clone()),
+            Command::Echo(message) => Value::bulk(message.clone()),
+            Command::Quit => Value::ok(),
+            Command::Select(0) => Value::ok(),
+            Command::Select(_) => Value::error("ERR DB index is out of range"),
+            Command::Auth { password, .. } => self.authenticate(password),
+            Command::Hello {
+                protocol,
+                auth,
+                client_name,
+            } => {
+                match protocol {
+                    None => {}
+                    Some(2) => self.protocol = Protocol::Resp2,
+                    Some(3) => self.protocol = Protocol::Resp3,
+                    Some(_) => return Some(Value::error("NOPROTO unsupported protocol version")),
+                }
+                if let Some((_, password)) = auth {
+                    let answer = self.authenticate(password);
+                    if answer.is_error() {
+                        return Some(answer);
+                    }
+                }
+                if !self.authenticated {
+                    return Some(Value::error(
+                        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+                    ));
+                }
+                if let Some(name) = client_name {
+                    self.name = Some(name.clone());
+                }
+                let proto = match self.protocol {
+                    Protocol::Resp2 => 2,
+                    Protocol::Resp3 => 3,
+                };
+                Value::Map(vec![
+                    (Value::bulk("server"), Value::bulk("concur")),
+                    (
+                        Value::bulk("version"),
+                        Value::bulk(env!("CARGO_PKG_VERSION")),
+                    ),
+                    (Value::bulk("proto"), Value::Integer(proto)),
+                    (Value::bulk("id"), Value::Integer(self.id)),
+                    (Value::bulk("mode"), Value::bulk("standalone")),
+                    (Value::bulk("role"), Value::bulk("master")),
+                    (Value::bulk("modules"), Value::Array(Vec::new())),
+                ])
+            }
+            Command::ClientSetName(name) => {
+                self.name = Some(name.clone());
+                Value::ok()
+            }
+            Command::ClientGetName => self.name.clone().map_or(Value::Null, Value::bulk),
+            Command::ClientId => Value::Integer(self.id),
+            Command::ClientSetInfo => Value::ok(),
+            Command::ConcurMode(key) => Value::bulk(Mode::of(key).name()),
+            Command::Command(args) => command_reply(args),
+            Command::ConfigGet(pattern) => config_get(pattern),
+            _ => return None,
+        })
+    }
+
+    fn authenticate(&mut self, password: &[u8]) -> Value {
+        match &self.options.password {
+            None => Value::error(
+                "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ),
+            Some(expected) if expected.as_bytes() == password => {
+                self.authenticated = true;
+                Value::ok()
+            }
+            Some(_) => {
+                Value::error("WRONGPASS invalid username-password pair or user is disabled.")
+            }
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, input: &mut Vec<u8>) -> std::io::Result<usize> {
+    input.reserve(READ_CHUNK_BYTES);
+    stream.read_buf(input).await
+}
+
+/// `COMMAND`, `COMMAND COUNT`, `COMMAND DOCS …`: enough for clients' handshakes.
+fn command_reply(args: &[Vec<u8>]) -> Value {
+    match args.first().map(|arg| arg.to_ascii_lowercase()) {
+        Some(sub) if sub == b"count" => Value::Integer(command::NAMES.len() as i64),
+        Some(sub) if sub == b"docs" => Value::Map(Vec::new()),
+        _ => Value::Array(Vec::new()),
+    }
+}
+
+/// `CONFIG GET`: the two settings `redis-benchmark` asks for, answered truthfully.
+fn config_get(pattern: &[u8]) -> Value {
+    let pattern = pattern.to_ascii_lowercase();
+    let mut pairs = Vec::new();
+    if pattern == b"save" || pattern == b"*" {
+        pairs.push((Value::bulk("save"), Value::bulk("")));
+    }
+    if pattern == b"appendonly" || pattern == b"*" {
+        // Every write is fsync'd before it is acknowledged: the closest Redis setting.
+        pairs.push((Value::bulk("appendonly"), Value::bulk("yes")));
+    }
+    Value::Map(pairs)
+}
+
+fn node_error(error: NodeError) -> Value {
+    Value::error(error.to_string())
+}
+
+/// Runs one keyspace command and shapes its reply.
+pub async fn execute(handle: &NodeHandle, command: Command, read_only: bool) -> Value {
+    match run(handle, command, read_only).await {
+        Ok(value) => value,
+        Err(error) => node_error(error),
+    }
+}
+
+/// Keys with their positions in the request.
+type Placed = Vec<(usize, Vec<u8>)>;
+
+/// The keys of `keys` in each mode (strong, available), with their positions.
+fn split(keys: Vec<Vec<u8>>) -> (Placed, Placed) {
+    keys.into_iter()
+        .enumerate()
+        .partition(|(_, key)| Mode::of(key) == Mode::Strong)
+}
+
+async fn strong_write(handle: &NodeHandle, command: StrongCommand) -> Result<Value, NodeError> {
+    Ok(strong_value(handle.strong_write(command).await?))
+}
+
+async fn strong_read(
+    handle: &NodeHandle,
+    query: StrongQuery,
+    stale: bool,
+) -> Result<Value, NodeError> {
+    Ok(strong_value(handle.strong_read(query, stale).await?.0))
+}
+
+async fn available(handle: &NodeHandle, operation: ApOperation) -> Result<Value, NodeError> {
+    Ok(available_value(handle.available(operation).await?))
+}
+
+async fn run(handle: &NodeHandle, command: Command, stale: bool) -> Result<Value, NodeError> {
+    match command {
+        Command::Get(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(handle, StrongQuery::Get(key), stale).await,
+            Mode::Available => available(handle, ApOperation::Get(key)).await,
+        },
+        Command::Set {
+            key,
+            value,
+            condition,
+            get,
+        } => match Mode::of(&key) {
+            Mode::Strong => {
+                let condition = match condition {
+                    SetCondition::Always => strong::SetCondition::Always,
+                    SetCondition::IfAbsent => strong::SetCondition::IfAbsent,
+                    SetCondition::IfPresent => strong::SetCondition::IfPresent,
+                };
+                let command = StrongCommand::Set {
+                    key,
+                    value,
+                    condition,
+                    get,
+                };
+                strong_write(handle, command).await
+            }
+            Mode::Available => {
+                let condition = match condition {
+                    SetCondition::Always => ApSetCondition::Always,
+                    SetCondition::IfAbsent => ApSetCondition::IfAbsent,
+                    SetCondition::IfPresent => ApSetCondition::IfPresent,
+                };
+                let operation = ApOperation::Set {
+                    key,
+                    value,
+                    condition,
+                    get,
+                };
+                available(handle, operation).await
+            }
+        },
+        Command::Del(keys) => {
+            count_by_mode(handle, keys, StrongCommand::Del, ApOperation::Del).await
+        }
+        Command::Exists(keys) => {
+            let (strong_keys, available_keys) = split(keys);
+            let mut total = 0;
+            if !strong_keys.is_empty() {
+                let keys = strong_keys.into_iter().map(|(_, key)| key).collect();
+                total += integer(strong_read(handle, StrongQuery::Exists(keys), stale).await?);
+            }
+            if !available_keys.is_empty() {
+                let keys = available_keys.into_iter().map(|(_, key)| key).collect();
+                total += integer(available(handle, ApOperation::Exists(keys)).await?);
+            }
+            Ok(Value::Integer(total))
+        }
+        Command::IncrBy { key, delta } => match Mode::of(&key) {
+            Mode::Strong => strong_write(handle, StrongCommand::IncrBy { key, delta }).await,
+            Mode::Available => available(handle, ApOperation::IncrBy { key, delta }).await,
+        },
+        Command::MGet(keys) => {
+            let count = keys.len();
+            let (strong_keys, available_keys) = split(keys);
+            let mut values = vec![Value::Null; count];
+            for (part, keys) in [
+                (Mode::Strong, strong_keys),
+                (Mode::Available, available_keys),
+            ] {
+                if keys.is_empty() {
+                    continue;
+                }
+                let (positions, keys): (Vec<usize>, Vec<Vec<u8>>) = keys.into_iter().unzip();
+                let answer = match part {
+                    Mode::Strong => strong_read(handle, StrongQuery::MGet(keys), stale).await?,
+                    Mode::Available => available(handle, ApOperation::MGet(keys)).await?,
+                };
+                if let Value::Array(items) = answer {
+                    for (position, item) in positions.into_iter().zip(items) {
+                        values[position] = item;
+                    }
+                }
+            }
+            Ok(Value::Array(values))
+        }
+        Command::MSet(pairs) => {
+            // Atomic within each keyspace; the two keyspaces are written one after the other.
+            let (strong_pairs, available_pairs): (Vec<_>, Vec<_>) = pairs
+                .into_iter()
+                .partition(|(key, _)| Mode::of(key) == Mode::Strong);
+            if !strong_pairs.is_empty() {
+                strong_write(handle, StrongCommand::MSet(strong_pairs)).await?;
+            }
+            if !available_pairs.is_empty() {
+                available(handle, ApOperation::MSet(available_pairs)).await?;
+            }
+            Ok(Value::ok())
+        }
+        Command::SAdd { key, members } => match Mode::of(&key) {
+            Mode::Strong => strong_write(handle, StrongCommand::SAdd { key, members }).await,
+            Mode::Available => available(handle, ApOperation::SAdd { key, members }).await,
+        },
+        Command::SRem { key, members } => match Mode::of(&key) {
+            Mode::Strong => strong_write(handle, StrongCommand::SRem { key, members }).await,
+            Mode::Available => available(handle, ApOperation::SRem { key, members }).await,
+        },
+        Command::SMembers(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(handle, StrongQuery::SMembers(key), stale).await,
+            Mode::Available => available(handle, ApOperation::SMembers(key)).await,
+        },
+        Command::SIsMember { key, member } => match Mode::of(&key) {
+            Mode::Strong => {
+                strong_read(handle, StrongQuery::SIsMember { key, member }, stale).await
+            }
+            Mode::Available => available(handle, ApOperation::SIsMember { key, member }).await,
+        },
+        Command::SCard(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(handle, StrongQuery::SCard(key), stale).await,
+            Mode::Available => available(handle, ApOperation::SCard(key)).await,
+        },
+        Command::HSet { key, pairs } => match Mode::of(&key) {
+            Mode::Strong => strong_write(handle, StrongCommand::HSet { key, pairs }).await,
+            Mode::Available => available(handle, ApOperation::HSet { key, pairs }).await,
+        },
+        Command::HGet { key, field } => match Mode::of(&key) {
+            Mode::Strong => strong_read(handle, StrongQuery::HGet { key, field }, stale).await,
+            Mode::Available => available(handle, ApOperation::HGet { key, field }).await,
+        },
+        Command::HDel { key, fields } => match Mode::of(&key) {
+            Mode::Strong => strong_write(handle, StrongCommand::HDel { key, fields }).await,
+            Mode::Available => available(handle, ApOperation::HDel { key, fields }).await,
+        },
+        Command::HGetAll(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(handle, StrongQuery::HGetAll(key), stale).await,
+            Mode::Available => available(handle, ApOperation::HGetAll(key)).await,
+        },
+        Command::Type(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(handle, StrongQuery::Type(key), stale).await,
+            Mode::Available => available(handle, ApOperation::Type(key)).await,
+        },
+        Command::DbSize => {
+            let strong = integer(strong_read(handle, StrongQuery::DbSize, stale).await?);
+            let available = integer(available(handle, ApOperation::DbSize).await?);
+            Ok(Value::Integer(strong + available))
+        }
+        Command::Info(section) => info(handle, section.as_deref()).await,
+        other => Ok(Value::error(format!(
+            "ERR '{}' is not served here",
+            other.name()
+        ))),
+    }
+}
+
+/// DEL: the strong keys in one Raft command, the available ones in one local operation.
+async fn count_by_mode(
+    handle: &NodeHandle,
+    keys: Vec<Vec<u8>>,
+    strong_command: fn(Vec<Vec<u8>>) -> StrongCommand,
+    available_operation: fn(Vec<Vec<u8>>) -> ApOperation,
+) -> Result<Value, NodeError> {
+    let (strong_keys, available_keys) = split(keys);
+    let mut total = 0;
+    if !strong_keys.is_empty() {
+        let keys = strong_keys.into_iter().map(|(_, key)| key).collect();
+        total += integer(strong_write(handle, strong_command(keys)).await?);
+    }
+    if !available_keys.is_empty() {
+        let keys = available_keys.into_iter().map(|(_, key)| key).collect();
+        total += integer(available(handle, available_operation(keys)).await?);
+    }
+    Ok(Value::Integer(total))
+}
+
+fn integer(value: Value) -> i64 {
+    match value {
+        Value::Integer(number) => number,
+        _ => 0,
+    }
+}
+
+/// `INFO`: Redis-style sections clients and dashboards look for, from this node's status.
+async fn info(handle: &NodeHandle, section: Option<&str>) -> Result<Value, NodeError> {
+    let status = handle.status().await?;
+    let mut text = String::new();
+    let wanted = |name: &str| {
+        section.is_none_or(|section| {
+            let section = section.to_ascii_lowercase();
+            section == "all" || section == "default" || section == "everything" || section == name
+        })
+    };
+    if wanted("server") {
+        text.push_str(&format!(
+            "# Server\r\nredis_version:7.0.0\r\nconcur_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\nnode_id:n{}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id(),
+            status.node
+        ));
+    }
+    if wanted("replication") {
+        text.push_str(&format!(
+            "# Replication\r\nrole:{}\r\nraft_role:{}\r\nraft_term:{}\r\nraft_leader:{}\r\nraft_commit_index:{}\r\nraft_applied_index:{}\r\n\r\n",
+            if status.role == "leader" { "master" } else { "slave" },
+            status.role,
+            status.term,
+            crate::handle::leader_name(status.leader),
+            status.commit_index,
+            status.applied_index
+        ));
+    }
+    if wanted("keyspace") {
+        text.push_str(&format!(
+            "# Keyspace\r\ndb0:keys={},expires=0,avg_ttl=0\r\nstrong_keys:{}\r\n\r\n",
+            status.strong_keys, status.strong_keys
+        ));
+    }
+    Ok(Value::Verbatim {
+        format: *b"txt",
+        text: text.into_bytes(),
+    })
+}
+
+fn strong_value(output: StrongOutput) -> Value {
+    match output {
+        StrongOutput::Ok => Value::ok(),
+        StrongOutput::Nil => Value::Null,
+        StrongOutput::Integer(number) => Value::Integer(number),
+        StrongOutput::Bulk(bytes) => Value::Bulk(bytes),
+        StrongOutput::Values(values) => {
+            Value::Array(values.into_iter().map(Value::optional_bulk).collect())
+        }
+        StrongOutput::Members(members) => {
+            Value::Set(members.into_iter().map(Value::Bulk).collect())
+        }
+        StrongOutput::Pairs(pairs) => Value::Map(
+            pairs
+                .into_iter()
+                .map(|(field, value)| (Value::Bulk(field), Value::Bulk(value)))
+                .collect(),
+        ),
+        StrongOutput::Type(name) => Value::Simple(name),
+        StrongOutput::Error(error) => Value::error(error.to_string()),
+    }
+}
+
+fn available_value(output: ApOutput) -> Value {
+    match output {
+        ApOutput::Ok => Value::ok(),
+        ApOutput::Nil => Value::Null,
+        ApOutput::Integer(number) => Value::Integer(number),
+        ApOutput::Bulk(bytes) => Value::Bulk(bytes),
+        ApOutput::Array(values) => {
+            Value::Array(values.into_iter().map(Value::optional_bulk).collect())
+        }
+        ApOutput::Members(members) => Value::Set(members.into_iter().map(Value::Bulk).collect()),
+        ApOutput::Pairs(pairs) => Value::Map(
+            pairs
+                .into_iter()
+                .map(|(field, value)| (Value::Bulk(field), Value::Bulk(value)))
+                .collect(),
+        ),
+        ApOutput::Type(name) => Value::Simple(name.to_string()),
+    }
+}
