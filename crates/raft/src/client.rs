@@ -1,6 +1,6 @@
 //! Client requests, replies, the error taxonomy (definite vs indefinite), and sessions (§6.3).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -151,7 +151,9 @@ pub struct SessionRecord {
 /// The replicated session table; part of every snapshot so dedup survives compaction.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
-    records: BTreeMap<ClientId, SessionRecord>,
+    // Hashed for the lookups of every applied command; encoded in id order like a B-tree.
+    #[serde(serialize_with = "crate::kv::serialize_sorted")]
+    records: HashMap<ClientId, SessionRecord, crate::kv::StableHasher>,
 }
 
 /// What the session table says about a request about to be applied.
@@ -270,5 +272,68 @@ impl Sessions {
     /// True when no session is remembered.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sessions are part of every snapshot: whatever the table's layout, they encode as the
+    /// id-ordered map, so every replica's snapshot of the same state is the same bytes.
+    #[test]
+    fn sessions_encode_in_id_order() {
+        let mut sessions = Sessions::default();
+        let mut ordered = std::collections::BTreeMap::new();
+        for (index, client_id) in [9u64, 2, 70_000, 5, 1 << 40, 3].into_iter().enumerate() {
+            let index = index as u64 + 1;
+            let output = vec![client_id as u8; 3];
+            let applied = sessions.apply(client_id, 1, index, 100, b"c", |_, out| {
+                out.extend_from_slice(&output)
+            });
+            assert_eq!(applied, Ok(output.as_slice()));
+            let record = SessionRecord {
+                sequence: 1,
+                output,
+                index,
+            };
+            ordered.insert(client_id, record);
+        }
+        let bytes = postcard::to_allocvec(&sessions).expect("encode");
+        assert_eq!(bytes, postcard::to_allocvec(&ordered).expect("encode"));
+        let decoded: Sessions = postcard::from_bytes(&bytes).expect("decode");
+        assert_eq!(decoded, sessions);
+        #[derive(Serialize)]
+        struct OrderedSessions {
+            records: std::collections::BTreeMap<ClientId, SessionRecord>,
+        }
+        let ordered = OrderedSessions { records: ordered };
+        assert_eq!(
+            serde_json::to_string(&sessions).ok(),
+            serde_json::to_string(&ordered).ok()
+        );
+    }
+
+    #[test]
+    fn apply_runs_a_request_once_and_refuses_older_ones() {
+        let mut sessions = Sessions::default();
+        let mut runs = 0;
+        let mut apply = |sessions: &mut Sessions, sequence: u64, index: u64| {
+            sessions
+                .apply(7, sequence, index, 10, b"x", |_, out| {
+                    runs += 1;
+                    out.push(sequence as u8);
+                })
+                .map(<[u8]>::to_vec)
+        };
+        assert_eq!(apply(&mut sessions, 1, 1), Ok(vec![1]));
+        assert_eq!(apply(&mut sessions, 1, 2), Ok(vec![1]));
+        assert_eq!(apply(&mut sessions, 2, 3), Ok(vec![2]));
+        assert!(matches!(
+            apply(&mut sessions, 1, 4),
+            Err(ClientError::SessionExpired { .. })
+        ));
+        assert_eq!(runs, 2);
+        assert_eq!(sessions.check(7, 2), SessionCheck::Duplicate(vec![2]));
     }
 }

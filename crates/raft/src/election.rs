@@ -272,14 +272,12 @@ impl<M: StateMachine> Replica<M> {
     /// reads and transfers definite failures.
     fn abandon_leadership(&mut self) {
         let hint = self.leader.or(self.last_known_leader);
-        for (_, waiters) in std::mem::take(&mut self.pending_writes) {
-            for (client_id, sequence) in waiters {
-                self.reply(
-                    client_id,
-                    sequence,
-                    Err(ClientError::Indefinite { leader_hint: hint }),
-                );
-            }
+        for (client_id, sequence) in self.pending_writes.take_all() {
+            self.reply(
+                client_id,
+                sequence,
+                Err(ClientError::Indefinite { leader_hint: hint }),
+            );
         }
         let error = self.not_leader_error();
         for read in std::mem::take(&mut self.pending_reads) {

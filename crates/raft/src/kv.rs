@@ -1,6 +1,6 @@
 //! The replicated key-value state machine: get, put, delete, compare-and-swap, increment.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -123,10 +123,41 @@ impl KvOutput {
     }
 }
 
+/// The hasher of the replica's lookup tables: deterministic (no per-process random keys), so a
+/// run is reproducible; the tables are only looked up, and serialized in key order, so the hash
+/// order never reaches any output.
+pub(crate) type StableHasher = std::hash::BuildHasherDefault<std::hash::DefaultHasher>;
+
+/// Serializes a hash map as the `BTreeMap` with the same contents would be: a map in key order.
+pub(crate) fn serialize_sorted<K, V, H, S2>(
+    map: &HashMap<K, V, H>,
+    serializer: S2,
+) -> Result<S2::Ok, S2::Error>
+where
+    K: Ord + Serialize,
+    V: Serialize,
+    S2: serde::Serializer,
+{
+    let mut sorted: Vec<(&K, &V)> = map.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    serializer.collect_map(sorted)
+}
+
 /// The key-value store.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kv {
-    entries: BTreeMap<String, Vec<u8>>,
+    // Hashed for lookups on every applied command; encoded in key order like the B-tree it was.
+    #[serde(serialize_with = "serialize_sorted")]
+    entries: HashMap<String, Vec<u8>, StableHasher>,
+}
+
+/// Pairs serialized as a map in the order given.
+struct MapInOrder<K, V>(Vec<(K, V)>);
+
+impl<K: Serialize, V: Serialize> Serialize for MapInOrder<K, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 impl Kv {
@@ -254,7 +285,15 @@ impl StateMachine for Kv {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(&self.entries).unwrap_or_default()
+        let mut sorted: Vec<(&String, &serde_bytes::Bytes)> = self
+            .entries
+            .iter()
+            .map(|(key, value)| (key, serde_bytes::Bytes::new(value)))
+            .collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // A map in key order, values as byte strings: the encoding of a `BTreeMap<String,
+        // Vec<u8>>` in postcard, written without a call per byte.
+        postcard::to_allocvec(&MapInOrder(sorted)).unwrap_or_default()
     }
 
     fn restore(&mut self, data: &[u8]) -> Result<(), StateMachineError> {
@@ -395,6 +434,33 @@ mod tests {
             proptest::prop_assert_eq!(output, reference.apply(&garbage));
             proptest::prop_assert_eq!(fast, reference);
         }
+    }
+
+    #[test]
+    fn encodings_are_those_of_an_ordered_map() {
+        let mut kv = Kv::new();
+        let mut ordered = std::collections::BTreeMap::new();
+        for key in [7u32, 3, 900, 12, 5, 64, 1, 333] {
+            let (key, value) = (format!("key{key}"), vec![key as u8; key as usize % 17]);
+            run(
+                &mut kv,
+                KvCommand::Put {
+                    key: key.clone(),
+                    value: value.clone(),
+                },
+            );
+            ordered.insert(key, value);
+        }
+        let expected = postcard::to_allocvec(&ordered).expect("encode");
+        assert_eq!(kv.snapshot(), expected);
+        assert_eq!(postcard::to_allocvec(&kv).expect("encode"), expected);
+        assert_eq!(
+            serde_json::to_string(&kv).ok(),
+            serde_json::to_string(&serde_json::json!({ "entries": ordered })).ok()
+        );
+        let mut copy = Kv::new();
+        copy.restore(&expected).expect("restore");
+        assert_eq!(copy, kv);
     }
 
     #[test]

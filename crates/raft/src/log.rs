@@ -6,7 +6,116 @@ use crate::types::{Entry, EntryPayload, LogIndex, Membership, SnapshotMeta, Term
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     snapshot: SnapshotMeta,
-    entries: Vec<Entry>,
+    entries: Chunks,
+}
+
+/// Entries per chunk of the in-memory log.
+const CHUNK_ENTRIES: usize = 4096;
+
+/// A sequence of entries stored in fixed-size chunks, so an ever-growing log never reallocates
+/// and copies what it holds (a single vector moves every entry each time it doubles), and
+/// dropping a compacted prefix frees whole chunks.
+#[derive(Clone, Debug, Default)]
+struct Chunks {
+    /// Chunk `k` covers positions `k * CHUNK_ENTRIES - skipped ..`; every chunk but the last is
+    /// full, and the first starts `skipped` slots in (the part a snapshot compacted away).
+    chunks: std::collections::VecDeque<Vec<Entry>>,
+    skipped: usize,
+    len: usize,
+}
+
+impl Chunks {
+    /// (chunk, slot in that chunk's vector) of position `position`.
+    fn locate(&self, position: usize) -> (usize, usize) {
+        let slot = position + self.skipped;
+        let chunk = slot / CHUNK_ENTRIES;
+        let first_chunk_start = if chunk == 0 { self.skipped } else { 0 };
+        (chunk, slot % CHUNK_ENTRIES - first_chunk_start)
+    }
+
+    fn get(&self, position: usize) -> Option<&Entry> {
+        if position >= self.len {
+            return None;
+        }
+        let (chunk, slot) = self.locate(position);
+        self.chunks.get(chunk)?.get(slot)
+    }
+
+    fn last(&self) -> Option<&Entry> {
+        self.chunks.back()?.last()
+    }
+
+    fn push(&mut self, entry: Entry) {
+        let capacity = |chunk: usize, skipped: usize| {
+            if chunk == 0 {
+                CHUNK_ENTRIES - skipped
+            } else {
+                CHUNK_ENTRIES
+            }
+        };
+        let last_chunk = self.chunks.len().wrapping_sub(1);
+        let full = self
+            .chunks
+            .back()
+            .is_none_or(|chunk| chunk.len() >= capacity(last_chunk, self.skipped));
+        if full {
+            let chunk = self.chunks.len();
+            self.chunks
+                .push_back(Vec::with_capacity(capacity(chunk, self.skipped)));
+        }
+        if let Some(chunk) = self.chunks.back_mut() {
+            chunk.push(entry);
+            self.len += 1;
+        }
+    }
+
+    /// Keeps the first `len` entries.
+    fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        if len == 0 {
+            return self.clear();
+        }
+        let (chunk, slot) = self.locate(len);
+        self.chunks.truncate(chunk + 1);
+        if let Some(last) = self.chunks.back_mut() {
+            last.truncate(slot);
+            if last.is_empty() {
+                self.chunks.pop_back();
+            }
+        }
+        self.len = len;
+    }
+
+    /// Removes the first `count` entries.
+    fn drop_front(&mut self, count: usize) {
+        if count >= self.len {
+            return self.clear();
+        }
+        let mut skipped = self.skipped + count;
+        let mut first_start = self.skipped;
+        while skipped >= CHUNK_ENTRIES {
+            self.chunks.pop_front();
+            skipped -= CHUNK_ENTRIES;
+            first_start = 0;
+        }
+        if let Some(first) = self.chunks.front_mut() {
+            first.drain(..skipped - first_start);
+        }
+        self.skipped = skipped;
+        self.len -= count;
+    }
+
+    fn clear(&mut self) {
+        self.chunks.clear();
+        self.skipped = 0;
+        self.len = 0;
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.chunks.iter().flat_map(|chunk| chunk.iter())
+    }
 }
 
 impl RaftLog {
@@ -14,7 +123,7 @@ impl RaftLog {
     pub fn new(snapshot: SnapshotMeta, entries: Vec<Entry>) -> Self {
         let mut log = Self {
             snapshot,
-            entries: Vec::new(),
+            entries: Chunks::default(),
         };
         for entry in entries {
             if entry.index == log.last_index() + 1 {
@@ -63,10 +172,11 @@ impl RaftLog {
 
     /// Entries over `[low, high)` clipped to what is held, at most `max_bytes` (always at least one).
     pub fn slice(&self, low: LogIndex, high: LogIndex, max_bytes: usize) -> Vec<Entry> {
-        let mut out = Vec::new();
-        let mut bytes = 0;
         let mut index = low.max(self.first_index());
-        while index < high.min(self.last_index() + 1) {
+        let end = high.min(self.last_index() + 1);
+        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(index)).unwrap_or(0));
+        let mut bytes = 0;
+        while index < end {
             let Some(entry) = self.entry(index) else {
                 break;
             };
@@ -102,7 +212,7 @@ impl RaftLog {
         let keeps_suffix = self.term_at(meta.index) == Some(meta.term);
         if keeps_suffix {
             let drop = usize::try_from(meta.index - self.snapshot.index).unwrap_or(usize::MAX);
-            self.entries.drain(..drop.min(self.entries.len()));
+            self.entries.drop_front(drop);
         } else {
             self.entries.clear();
         }
@@ -158,5 +268,72 @@ impl RaftLog {
             first -= 1;
         }
         first
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Operation {
+        Push(usize),
+        Truncate(usize),
+        DropFront(usize),
+    }
+
+    fn operation() -> impl Strategy<Value = Operation> {
+        prop_oneof![
+            (1..CHUNK_ENTRIES * 2).prop_map(Operation::Push),
+            (0..CHUNK_ENTRIES * 3).prop_map(Operation::Truncate),
+            (0..CHUNK_ENTRIES * 2).prop_map(Operation::DropFront),
+        ]
+    }
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            term: 1,
+            index,
+            payload: EntryPayload::Noop,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// The chunked store holds exactly what one vector would after any pushes, truncations
+        /// and prefix drops, across chunk boundaries.
+        #[test]
+        fn chunks_behave_like_a_vector(operations in proptest::collection::vec(operation(), 1..12)) {
+            let mut chunks = Chunks::default();
+            let mut model: Vec<Entry> = Vec::new();
+            let mut next = 0;
+            for operation in operations {
+                match operation {
+                    Operation::Push(count) => {
+                        for _ in 0..count {
+                            next += 1;
+                            chunks.push(entry(next));
+                            model.push(entry(next));
+                        }
+                    }
+                    Operation::Truncate(len) => {
+                        chunks.truncate(len);
+                        model.truncate(len);
+                    }
+                    Operation::DropFront(count) => {
+                        chunks.drop_front(count);
+                        model.drain(..count.min(model.len()));
+                    }
+                }
+                prop_assert_eq!(chunks.len, model.len());
+                prop_assert_eq!(chunks.last(), model.last());
+                prop_assert!(chunks.iter().eq(model.iter()));
+                prop_assert!(chunks.iter().rev().eq(model.iter().rev()));
+                for position in [0, 1, model.len() / 2, model.len().saturating_sub(1), model.len()] {
+                    prop_assert_eq!(chunks.get(position), model.get(position));
+                }
+            }
+        }
     }
 }

@@ -197,6 +197,49 @@ pub(crate) struct PendingRead {
     pub(crate) confirmed: bool,
 }
 
+/// Leader: clients waiting for their entry to be applied, in index order (one per proposal, plus
+/// retries that wait on the entry already in the log).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PendingWrites {
+    waiters: VecDeque<(LogIndex, ClientId, u64)>,
+}
+
+impl PendingWrites {
+    /// Adds a waiter for the entry at `index`, after any earlier waiter for the same entry.
+    pub(crate) fn add(&mut self, index: LogIndex, client_id: ClientId, sequence: u64) {
+        if self.waiters.back().is_none_or(|&(last, ..)| last <= index) {
+            self.waiters.push_back((index, client_id, sequence));
+        } else {
+            let at = self.waiters.partition_point(|&(i, ..)| i <= index);
+            self.waiters.insert(at, (index, client_id, sequence));
+        }
+    }
+
+    /// Number of waiting requests.
+    pub(crate) fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Removes and returns the next waiter for the entry at `index`, if any. Entries apply in
+    /// index order, so a waiter for `index` is always at the front.
+    pub(crate) fn pop(&mut self, index: LogIndex) -> Option<(ClientId, u64)> {
+        match self.waiters.front() {
+            Some(&(i, client_id, sequence)) if i == index => {
+                self.waiters.pop_front();
+                Some((client_id, sequence))
+            }
+            _ => None,
+        }
+    }
+
+    /// Removes every waiter, in index order.
+    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = (ClientId, u64)> + use<> {
+        std::mem::take(&mut self.waiters)
+            .into_iter()
+            .map(|(_, client_id, sequence)| (client_id, sequence))
+    }
+}
+
 /// A leadership transfer in progress.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Transfer {
@@ -267,10 +310,12 @@ pub struct Replica<M: StateMachine> {
     pub(crate) heartbeat_seq: u64,
     pub(crate) heartbeat_sent_ms: BTreeMap<u64, u64>,
     pub(crate) lease_until_ms: u64,
-    pub(crate) pending_writes: BTreeMap<LogIndex, Vec<(ClientId, u64)>>,
+    pub(crate) pending_writes: PendingWrites,
     /// Leader: the log index of each unapplied command by (session, request number), so a retry
     /// finds its entry without scanning the uncommitted log (B16). Looked up, never iterated.
     pub(crate) proposals: BTreeMap<(ClientId, u64), LogIndex>,
+    /// Leader: commands were appended during this step; replicate them when it finishes.
+    pub(crate) append_pending: bool,
     pub(crate) pending_reads: Vec<PendingRead>,
     pub(crate) transfer: Option<Transfer>,
     // Persistence.
@@ -364,8 +409,9 @@ impl<M: StateMachine> Replica<M> {
             heartbeat_seq: 0,
             heartbeat_sent_ms: BTreeMap::new(),
             lease_until_ms: 0,
-            pending_writes: BTreeMap::new(),
+            pending_writes: PendingWrites::default(),
             proposals: BTreeMap::new(),
+            append_pending: false,
             pending_reads: Vec::new(),
             transfer: None,
             persist: PersistBuffer::default(),
@@ -386,13 +432,32 @@ impl<M: StateMachine> Replica<M> {
     /// Feeds one input at driver time `now_ms`; then drain `poll_effect`.
     pub fn step(&mut self, now_ms: u64, input: Input) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.handle_input(input);
+        self.finish_step();
+    }
+
+    /// Feeds several inputs that arrived together at driver time `now_ms`, in order, then
+    /// finishes once; then drain `poll_effect`. The outcome is that of stepping them one by one,
+    /// except that the work is shared: the client writes among them become one log append, one
+    /// `Persist` and one AppendEntries per follower (as flow control allows), and everything
+    /// committed is applied once at the end. Messages that depend on the batch's writes are
+    /// released when its single persist is acknowledged. A driver uses this to hand over
+    /// everything it has queued for the replica (a burst of client requests, a socket's backlog).
+    pub fn step_many(&mut self, now_ms: u64, inputs: impl IntoIterator<Item = Input>) {
+        self.now_ms = self.now_ms.max(now_ms);
+        for input in inputs {
+            self.handle_input(input);
+        }
+        self.finish_step();
+    }
+
+    fn handle_input(&mut self, input: Input) {
         match input {
             Input::Message(message) => self.handle_message(message),
             Input::Client(request) => self.handle_client(request),
             Input::Timeout => self.handle_timeout(),
             Input::PersistDone(token) => self.handle_persist_done(token),
         }
-        self.finish_step();
     }
 
     /// The next effect to perform, in order; `None` when drained.
@@ -589,6 +654,9 @@ impl<M: StateMachine> Replica<M> {
     /// Ends a step: apply what committed, snapshot, issue the persist, release or hold messages,
     /// and ask for a timer.
     fn finish_step(&mut self) {
+        if std::mem::take(&mut self.append_pending) && self.role == Role::Leader {
+            self.broadcast_append();
+        }
         self.apply_committed();
         self.maybe_take_snapshot();
         let issued_token = self.issue_persist();
@@ -710,7 +778,6 @@ impl<M: StateMachine> Replica<M> {
                 payload_crc,
             }));
             let is_membership = matches!(entry.payload, EntryPayload::Membership(_));
-            let waiters = self.pending_writes.remove(&index).unwrap_or_default();
             // Commands, the hot path, are applied in place: the entry stays borrowed from the log
             // while the session table and the state machine change, instead of being cloned.
             if let EntryPayload::Command {
@@ -732,13 +799,13 @@ impl<M: StateMachine> Replica<M> {
                     command,
                     |command, output| state_machine.apply_into(command, output),
                 );
-                answer_waiters(&mut self.effects, waiters, index, result);
+                answer_waiters(&mut self.effects, &mut self.pending_writes, index, result);
                 continue;
             }
             if is_membership {
                 self.after_membership_applied();
             }
-            answer_waiters(&mut self.effects, waiters, index, Ok(&[]));
+            answer_waiters(&mut self.effects, &mut self.pending_writes, index, Ok(&[]));
         }
         self.serve_ready_reads();
     }
@@ -778,11 +845,11 @@ impl<M: StateMachine> Replica<M> {
 /// Replies to every client waiting for the entry at `index` (usually one; more after retries).
 fn answer_waiters(
     effects: &mut VecDeque<Effect>,
-    waiters: Vec<(ClientId, u64)>,
+    waiters: &mut PendingWrites,
     index: LogIndex,
     result: Result<&[u8], ClientError>,
 ) {
-    for (client_id, sequence) in waiters {
+    while let Some((client_id, sequence)) = waiters.pop(index) {
         let result = match &result {
             Ok(output) => Ok(ClientResponse {
                 output: output.to_vec(),

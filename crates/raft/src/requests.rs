@@ -102,12 +102,11 @@ impl<M: StateMachine> Replica<M> {
                 index
             }
         };
-        self.pending_writes
-            .entry(index)
-            .or_default()
-            .push((client_id, sequence));
+        self.pending_writes.add(index, client_id, sequence);
         if in_flight.is_none() {
-            self.broadcast_append();
+            // Sent when the step finishes, so the proposals of one step share one AppendEntries
+            // per follower.
+            self.append_pending = true;
         }
     }
 
@@ -311,10 +310,7 @@ impl<M: StateMachine> Replica<M> {
             target
         };
         let index = self.append_new_entry(EntryPayload::Membership(entry));
-        self.pending_writes
-            .entry(index)
-            .or_default()
-            .push((client_id, sequence));
+        self.pending_writes.add(index, client_id, sequence);
         self.broadcast_append();
     }
 
