@@ -584,7 +584,7 @@ fn corrupt_or_unknown_records_are_errors_not_panics() {
     let mut versioned = storage.clone();
     let first = versioned.keys().next().unwrap().clone();
     versioned.get_mut(&first).unwrap()[0] = 9;
-    let error = recover(1, &versioned).err().expect("unknown version");
+    let error = recover(1, &versioned).expect_err("unknown version");
     assert!(error.to_string().contains("version 9"), "{error}");
 
     let mut unknown = storage.clone();
