@@ -15,7 +15,7 @@
 use crdt::codec::{Reader, Writer};
 
 use super::AvailableError;
-use super::keyspace::{Decoded, Form, Keyspace, Kind, Part};
+use super::keyspace::{Decoded, Form, Keyspace, Kind, Origin, Part};
 
 /// Every storage key this module writes starts with this.
 pub const RECORD_PREFIX: &str = "ap/";
@@ -228,7 +228,8 @@ impl Journal {
         let mut decoded = Decoded::default();
         for (sequence, parts, bytes) in &logs {
             decoded.extend(
-                Decoded::from_parts(parts).map_err(|error| corrupt(&log_key(*sequence), error))?,
+                Decoded::from_parts(parts, Origin::Own)
+                    .map_err(|error| corrupt(&log_key(*sequence), error))?,
             );
             next_sequence = next_sequence.max(sequence.saturating_add(1));
             journal.live_sequences.push(*sequence);

@@ -86,13 +86,27 @@ pub(crate) struct Decoded {
     counters: Vec<Join<Counters>>,
 }
 
-fn decode_one<T: Codec>(part: &Part) -> Result<Join<T>, crdt::DecodeError>
-where
-    Delta<T>: Sized,
-{
-    Ok(match part.form {
-        Form::Delta => Join::Delta(Delta::from_bytes(&part.bytes)?),
-        Form::State => Join::State(T::from_bytes(&part.bytes)?),
+/// Whether a batch's deltas may be joined with the keyed `apply`, which trusts that a delta names
+/// every key its context covers: true of this node's own mutator deltas, not of a peer's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// Records this node wrote.
+    Own,
+    /// A peer's message: only states, joined with the full `merge`.
+    Peer,
+}
+
+fn decode_one<T: Codec>(part: &Part, origin: Origin) -> Result<Join<T>, crdt::DecodeError> {
+    Ok(match (part.form, origin) {
+        (Form::Delta, Origin::Own) => Join::Delta(Delta::from_bytes(&part.bytes)?),
+        // Peers answer with states; refusing their deltas also keeps the log's deltas our own.
+        (Form::Delta, Origin::Peer) => {
+            return Err(crdt::DecodeError::Invalid {
+                offset: 0,
+                reason: "a peer sent a delta where a state belongs",
+            });
+        }
+        (Form::State, _) => Join::State(T::from_bytes(&part.bytes)?),
     })
 }
 
@@ -100,14 +114,15 @@ impl Decoded {
     /// Decodes every part; the first bad one fails the whole batch.
     pub(crate) fn from_parts<'a>(
         parts: impl IntoIterator<Item = &'a Part>,
+        origin: Origin,
     ) -> Result<Self, crdt::DecodeError> {
         let mut decoded = Self::default();
         for part in parts {
             match part.kind {
-                Kind::String => decoded.strings.push(decode_one(part)?),
-                Kind::Hash => decoded.hashes.push(decode_one(part)?),
-                Kind::Set => decoded.sets.push(decode_one(part)?),
-                Kind::Counter => decoded.counters.push(decode_one(part)?),
+                Kind::String => decoded.strings.push(decode_one(part, origin)?),
+                Kind::Hash => decoded.hashes.push(decode_one(part, origin)?),
+                Kind::Set => decoded.sets.push(decode_one(part, origin)?),
+                Kind::Counter => decoded.counters.push(decode_one(part, origin)?),
             }
         }
         Ok(decoded)
@@ -436,5 +451,36 @@ impl Keyspace {
             sets: Sets::from_bytes(maps[2])?,
             counters: Counters::from_bytes(maps[3])?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_deltas_apply_but_a_peer_may_only_send_states() {
+        let mut keyspace = Keyspace::default();
+        let mut parts = Vec::new();
+        keyspace.add_members(1, &b"ap:s".to_vec(), &[b"m".to_vec()], &mut parts);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].form, Form::Delta);
+        let mut replica = Keyspace::default();
+        replica.join(Decoded::from_parts(&parts, Origin::Own).expect("own delta"));
+        assert_eq!(replica, keyspace);
+        assert!(Decoded::from_parts(&parts, Origin::Peer).is_err());
+        let state = Part {
+            kind: Kind::Set,
+            form: Form::State,
+            bytes: keyspace.sets.to_bytes(),
+        };
+        let mut peer = Keyspace::default();
+        peer.join(Decoded::from_parts([&state], Origin::Peer).expect("a state"));
+        assert_eq!(peer, keyspace);
+        let mislabelled = Part {
+            kind: Kind::Counter,
+            ..state
+        };
+        assert!(Decoded::from_parts([&mislabelled], Origin::Peer).is_err());
     }
 }

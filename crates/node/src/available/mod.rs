@@ -67,7 +67,7 @@ pub use journal::{COMPACT_LOG_BYTES_MIN, COMPACT_STATE_PARTS_MAX, RECORD_PREFIX}
 pub use operation::{ApError, ApOperation, ApOutput, Bytes, SetCondition};
 
 use journal::Journal;
-use keyspace::{Decoded, Keyspace, Kind, Part};
+use keyspace::{Decoded, Keyspace, Kind, Origin, Part};
 
 /// Identifies a node; the same id names its dots in every causal context.
 pub type ReplicaId = clock::ReplicaId;
@@ -275,7 +275,7 @@ impl Available {
             }
             ApMessage::DeltasAndDigest(deltas, digest) => {
                 let requests = digest.decode().map_err(bad)?;
-                let decoded = Decoded::from_parts(deltas.parts()).map_err(bad)?;
+                let decoded = Decoded::from_parts(deltas.parts(), Origin::Peer).map_err(bad)?;
                 self.absorb(decoded, deltas.parts());
                 let answer = Deltas::answering(&self.keyspace, &requests);
                 if answer.is_empty() {
@@ -284,7 +284,7 @@ impl Available {
                 Ok(vec![(from, ApMessage::Deltas(answer))])
             }
             ApMessage::Deltas(deltas) => {
-                let decoded = Decoded::from_parts(deltas.parts()).map_err(bad)?;
+                let decoded = Decoded::from_parts(deltas.parts(), Origin::Peer).map_err(bad)?;
                 self.absorb(decoded, deltas.parts());
                 Ok(Vec::new())
             }
