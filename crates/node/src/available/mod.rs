@@ -17,10 +17,13 @@
 //! string, hash, set, counter (see `docs/available.md`).
 //!
 //! **Contract for the driver: write every record from [`Available::take_writes`] durably before
-//! acknowledging the operation that produced it, and before sending any message that
-//! [`Available::tick`] or [`Available::receive`] returns after it.** A node that sent a dot it
-//! then lost in a crash would mint that dot again for a different value, and replicas would
-//! disagree about it for ever.
+//! acknowledging the operation that produced it, and send no message returned by
+//! [`Available::tick`] or [`Available::receive`] while a record produced by
+//! [`Available::execute`] is not yet durable** (queue such messages behind that write). A node
+//! that sent a dot of its own and then lost it in a crash would mint that dot again for a
+//! different value, and replicas would disagree about it for ever. Records produced by
+//! `receive` (joined peer states) may be lost in a crash without harm: the next round brings the
+//! peers' dots back.
 //!
 //! ```
 //! use node::available::{ApOperation, ApOutput, Available};
