@@ -658,3 +658,30 @@ fn tick_opens_a_round_with_another_node_only() {
     assert_eq!(seen, [1, 2].into_iter().collect());
     assert_eq!(node.status().counters.rounds_started, 50);
 }
+
+/// Why the driver contract exists: a node that sends one of its own dots before the record is
+/// durable, then crashes and loses it, mints the same dot again for another value; both contexts
+/// then hold that dot, so no anti-entropy round can ever tell the replicas apart.
+#[test]
+fn contract_a_sent_dot_lost_in_a_crash_and_minted_again_splits_replicas_for_good() {
+    let mut alice = Available::new(1);
+    let mut bob = Available::new(2);
+    alice.execute(1, sadd("ap:s", &["x"])).unwrap();
+    let unpersisted = alice.take_writes(); // never reaches the disk
+    assert!(!unpersisted.is_empty());
+    round(&mut alice, &mut bob, 2); // ...but its dot reached Bob: the contract is broken here
+    let mut alice = recover(1, &BTreeMap::new()).unwrap(); // crash: the write is lost
+    alice.execute(3, sadd("ap:s", &["y"])).unwrap(); // the same dot, another member
+    for now_ns in 4..10 {
+        round(&mut alice, &mut bob, now_ns);
+        round(&mut bob, &mut alice, now_ns);
+    }
+    assert_eq!(
+        alice.execute(10, ApOperation::SMembers(bytes("ap:s"))),
+        members(&["y"])
+    );
+    assert_eq!(
+        bob.execute(10, ApOperation::SMembers(bytes("ap:s"))),
+        members(&["x"])
+    );
+}

@@ -16,7 +16,8 @@ use node::available::{ApMessage, ApOperation, ApOutput, Available, SetCondition}
 use rand::RngExt;
 use sim::network::Partition;
 use sim::{
-    Config, Context, Fault, Input, NemesisPlan, NodeId, Process, Simulation, Storage, Token,
+    Config, Context, Fault, Input, NemesisKind, NemesisPlan, NodeId, Process, Simulation, Storage,
+    Token,
 };
 
 const NODES: usize = 3;
@@ -245,33 +246,44 @@ fn states(simulation: &Simulation<Node>) -> Vec<(u64, serde_json::Value)> {
         .collect()
 }
 
-/// Runs one seed, checks everything, returns the simulation's event hash.
-fn run(seed: u64) -> u64 {
-    let ledger = Rc::new(RefCell::new(Ledger::default()));
-    let mut config = Config::new(seed, NODES);
-    config.network.loss = 0.05;
-    config.network.duplicate = 0.05;
-    config.network.reorder = 0.2;
-    config.nemesis = NemesisPlan::none()
+/// The scripted faults: node 0 cut off, then node 2 crashed and restarted.
+fn scripted_faults() -> NemesisPlan {
+    NemesisPlan::none()
         .at(
             PARTITION_NS.0,
             Fault::Partition(Partition::symmetric(NODES, &[MINORITY])),
         )
         .at(PARTITION_NS.1, Fault::Heal)
         .at(8_000_000_000, Fault::Crash { node: CRASHED })
-        .at(9_000_000_000, Fault::Restart { node: CRASHED });
+        .at(9_000_000_000, Fault::Restart { node: CRASHED })
+}
+
+/// Runs one seed under `nemesis`, checks everything; returns the simulation's event hash and
+/// how many writes crashes lost.
+fn run(seed: u64, nemesis: NemesisPlan) -> (u64, u64) {
+    let scripted = nemesis == scripted_faults();
+    let ledger = Rc::new(RefCell::new(Ledger::default()));
+    let mut config = Config::new(seed, NODES);
+    config.network.loss = 0.05;
+    config.network.duplicate = 0.05;
+    config.network.reorder = 0.2;
+    config.nemesis = nemesis;
+    // A slow disk keeps writes pending, so crashes lose some and held messages wait.
+    config.disk.write_latency_ns = 15_000_000;
     let shared = ledger.clone();
     let mut simulation = Simulation::new(config, move |id, storage| {
         Node::start(id, storage, shared.clone())
     });
     let replay = format!("replay: cargo test -p node --test available_sim (seed {seed})");
 
-    simulation.run_until(PARTITION_NS.1 - 100_000_000);
-    let verdict = check::convergence::check(&states(&simulation));
-    assert!(
-        !verdict.is_converged(),
-        "the cut-off node wrote alone, so it must differ; {replay}"
-    );
+    if scripted {
+        simulation.run_until(PARTITION_NS.1 - 100_000_000);
+        let verdict = check::convergence::check(&states(&simulation));
+        assert!(
+            !verdict.is_converged(),
+            "the cut-off node wrote alone, so it must differ; {replay}"
+        );
+    }
 
     simulation.run_until(QUIESCENT_AT_NS);
     let final_states = states(&simulation);
@@ -291,7 +303,7 @@ fn run(seed: u64) -> u64 {
 
     let ledger = ledger.borrow();
     assert!(
-        ledger.minority_acknowledgements > 10,
+        !scripted || ledger.minority_acknowledgements > 10,
         "the minority kept accepting writes: {ledger:?}; {replay}"
     );
     let mut probe = nodes[0].available.clone();
@@ -324,7 +336,8 @@ fn run(seed: u64) -> u64 {
     let status = nodes[0].available.status();
     println!(
         "seed {seed}: {} keys, {} acknowledged members, count {count} (acknowledged {}, attempted {}), \
-         {} minority acknowledgements, node 0 sent {} messages / {} payload bytes, {} delivered, {} dropped",
+         {} minority acknowledgements, node 0 sent {} messages / {} payload bytes, {} delivered, {} dropped, \
+         {} writes lost in crashes",
         status.keys,
         ledger.acknowledged_members.len(),
         ledger.acknowledged_increments,
@@ -334,18 +347,35 @@ fn run(seed: u64) -> u64 {
         status.counters.payload_bytes_sent,
         stats.messages_delivered,
         stats.messages_dropped,
+        stats.writes_lost,
     );
-    simulation.hash()
+    (simulation.hash(), stats.writes_lost)
 }
 
 #[test]
 fn minority_keeps_writing_crash_loses_no_acknowledged_write_and_all_converge_after_heal() {
+    let mut writes_lost = 0;
     for seed in [1, 2, 3] {
-        run(seed);
+        writes_lost += run(seed, scripted_faults()).1;
     }
+    assert!(
+        writes_lost > 0,
+        "the crash should catch some writes in flight"
+    );
 }
 
 #[test]
 fn same_seed_same_run() {
-    assert_eq!(run(7), run(7));
+    assert_eq!(run(7, scripted_faults()), run(7, scripted_faults()));
+}
+
+#[test]
+fn nodes_converge_after_random_partitions_crashes_pauses_skew_and_message_faults() {
+    let kinds: Vec<NemesisKind> = NemesisKind::ALL.iter().map(|(_, kind)| *kind).collect();
+    for seed in [11, 12, 13, 14] {
+        run(
+            seed,
+            NemesisPlan::random(&kinds, NODES, OPERATIONS_STOP_NS, seed),
+        );
+    }
 }
