@@ -1,5 +1,5 @@
-//! The replicated state machine every node runs under Raft: the strong keyspace (and, beside it,
-//! whatever else the cluster keeps linearizably).
+//! The replicated state machine every node runs under Raft: the strong keyspace and, beside it,
+//! the event store ([`crate::history`]), both kept linearizably.
 //!
 //! Commands and queries travel through the Raft log as postcard-encoded [`MachineCommand`] /
 //! [`MachineQuery`]; outputs come back as an encoded [`MachineOutput`]. Bytes that do not decode
@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::{EventHistory, EventsCommand, EventsOutput, EventsQuery};
 use crate::strong::{StrongCommand, StrongError, StrongOutput, StrongQuery, StrongStore};
 
 /// A write replicated through the log.
@@ -15,6 +16,8 @@ use crate::strong::{StrongCommand, StrongError, StrongOutput, StrongQuery, Stron
 pub enum MachineCommand {
     /// A write to the strong keyspace.
     Strong(StrongCommand),
+    /// A write to the event store.
+    Events(EventsCommand),
 }
 
 /// A read answered from the state machine.
@@ -23,6 +26,8 @@ pub enum MachineCommand {
 pub enum MachineQuery {
     /// A read of the strong keyspace.
     Strong(StrongQuery),
+    /// A read of the event store.
+    Events(EventsQuery),
 }
 
 /// What a command or query produced.
@@ -31,6 +36,8 @@ pub enum MachineQuery {
 pub enum MachineOutput {
     /// The strong keyspace's answer.
     Strong(StrongOutput),
+    /// The event store's answer.
+    Events(EventsOutput),
 }
 
 impl MachineCommand {
@@ -66,12 +73,18 @@ impl MachineOutput {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeMachine {
     strong: StrongStore,
+    events: EventHistory,
 }
 
 impl NodeMachine {
     /// The strong keyspace.
     pub fn strong(&self) -> &StrongStore {
         &self.strong
+    }
+
+    /// The event store.
+    pub fn events(&self) -> &EventHistory {
+        &self.events
     }
 }
 
@@ -88,6 +101,9 @@ impl raft::StateMachine for NodeMachine {
             Ok(MachineCommand::Strong(command)) => {
                 MachineOutput::Strong(self.strong.execute(command)).encode()
             }
+            Ok(MachineCommand::Events(command)) => {
+                MachineOutput::Events(self.events.execute(command)).encode()
+            }
             Err(error) => undecodable(error),
         }
     }
@@ -96,6 +112,9 @@ impl raft::StateMachine for NodeMachine {
         match postcard::from_bytes::<MachineQuery>(query) {
             Ok(MachineQuery::Strong(query)) => {
                 MachineOutput::Strong(self.strong.query(&query)).encode()
+            }
+            Ok(MachineQuery::Events(query)) => {
+                MachineOutput::Events(self.events.query(&query)).encode()
             }
             Err(error) => undecodable(error),
         }
