@@ -50,19 +50,30 @@ impl ApMessage {
     }
 }
 
-impl Digest {
-    /// The digest of `keyspace`.
+/// This node's own sync requests, one per map: the digest it sends, and what it compares a
+/// peer's digest with to skip maps that are already equal.
+pub(crate) struct Summary([SyncRequest; 4]);
+
+impl Summary {
+    /// The summary of `keyspace` (walks every live dot once).
     pub(crate) fn of(keyspace: &Keyspace) -> Self {
-        Self {
-            requests: vec![
-                SyncRequest::new(&keyspace.strings).to_bytes(),
-                SyncRequest::new(&keyspace.hashes).to_bytes(),
-                SyncRequest::new(&keyspace.sets).to_bytes(),
-                SyncRequest::new(&keyspace.counters).to_bytes(),
-            ],
-        }
+        Self([
+            SyncRequest::new(&keyspace.strings),
+            SyncRequest::new(&keyspace.hashes),
+            SyncRequest::new(&keyspace.sets),
+            SyncRequest::new(&keyspace.counters),
+        ])
     }
 
+    /// The digest to send.
+    pub(crate) fn digest(&self) -> Digest {
+        Digest {
+            requests: self.0.iter().map(Codec::to_bytes).collect(),
+        }
+    }
+}
+
+impl Digest {
     fn bytes(&self) -> usize {
         self.requests.iter().map(Vec::len).sum()
     }
@@ -85,13 +96,28 @@ impl Digest {
 }
 
 impl Deltas {
-    /// What the sender of `requests` lacks from `keyspace`.
-    pub(crate) fn answering(keyspace: &Keyspace, requests: &[SyncRequest; 4]) -> Self {
+    /// What the sender of `requests` lacks from `keyspace`, whose own summary is `ours`.
+    pub(crate) fn answering(
+        keyspace: &Keyspace,
+        requests: &[SyncRequest; 4],
+        ours: &Summary,
+    ) -> Self {
+        // Same context and same live-dot digest: the reply would be empty, so it is not built
+        // (building it copies the whole map).
+        let differs = |index: usize| requests[index] != ours.0[index];
         let mut parts = Vec::new();
-        push_reply(&mut parts, Kind::String, &keyspace.strings, &requests[0]);
-        push_reply(&mut parts, Kind::Hash, &keyspace.hashes, &requests[1]);
-        push_reply(&mut parts, Kind::Set, &keyspace.sets, &requests[2]);
-        push_reply(&mut parts, Kind::Counter, &keyspace.counters, &requests[3]);
+        if differs(0) {
+            parts.extend(reply_part(Kind::String, &keyspace.strings, &requests[0]));
+        }
+        if differs(1) {
+            parts.extend(reply_part(Kind::Hash, &keyspace.hashes, &requests[1]));
+        }
+        if differs(2) {
+            parts.extend(reply_part(Kind::Set, &keyspace.sets, &requests[2]));
+        }
+        if differs(3) {
+            parts.extend(reply_part(Kind::Counter, &keyspace.counters, &requests[3]));
+        }
         Self { parts }
     }
 
@@ -110,20 +136,15 @@ impl Deltas {
     }
 }
 
-fn push_reply<S: DotStore>(
-    parts: &mut Vec<Part>,
-    kind: Kind,
-    map: &Causal<S>,
-    request: &SyncRequest,
-) {
+fn reply_part<S: DotStore>(kind: Kind, map: &Causal<S>, request: &SyncRequest) -> Option<Part> {
     let answer = reply(map, request);
     // An empty context means the requester has seen every dot we have and misses no removal.
     if answer.context().is_empty() && answer.store().is_empty() {
-        return;
+        return None;
     }
-    parts.push(Part {
+    Some(Part {
         kind,
         form: Form::State,
         bytes: answer.to_bytes(),
-    });
+    })
 }

@@ -69,6 +69,7 @@ pub use anti_entropy::{ApMessage, Deltas, Digest};
 pub use journal::{COMPACT_LOG_BYTES_MIN, COMPACT_STATE_PARTS_MAX, RECORD_PREFIX};
 pub use operation::{ApError, ApOperation, ApOutput, Bytes, SetCondition};
 
+use anti_entropy::Summary;
 use journal::Journal;
 use keyspace::{Decoded, Keyspace, Kind, Origin, Part};
 
@@ -241,7 +242,8 @@ impl Available {
         }
         let peer = others[rng.random_range(0..others.len())];
         self.counters.rounds_started += 1;
-        self.outgoing(vec![(peer, ApMessage::Digest(Digest::of(&self.keyspace)))])
+        let digest = Summary::of(&self.keyspace).digest();
+        self.outgoing(vec![(peer, ApMessage::Digest(digest))])
     }
 
     /// Handles a peer's anti-entropy message received at local time `now_ns`; returns messages
@@ -272,15 +274,19 @@ impl Available {
         match message {
             ApMessage::Digest(digest) => {
                 let requests = digest.decode().map_err(bad)?;
-                let deltas = Deltas::answering(&self.keyspace, &requests);
-                let mine = Digest::of(&self.keyspace);
-                Ok(vec![(from, ApMessage::DeltasAndDigest(deltas, mine))])
+                let ours = Summary::of(&self.keyspace);
+                let deltas = Deltas::answering(&self.keyspace, &requests, &ours);
+                Ok(vec![(
+                    from,
+                    ApMessage::DeltasAndDigest(deltas, ours.digest()),
+                )])
             }
             ApMessage::DeltasAndDigest(deltas, digest) => {
                 let requests = digest.decode().map_err(bad)?;
                 let decoded = Decoded::from_parts(deltas.parts(), Origin::Peer).map_err(bad)?;
                 self.absorb(decoded, deltas.parts());
-                let answer = Deltas::answering(&self.keyspace, &requests);
+                let ours = Summary::of(&self.keyspace);
+                let answer = Deltas::answering(&self.keyspace, &requests, &ours);
                 if answer.is_empty() {
                     return Ok(Vec::new());
                 }
