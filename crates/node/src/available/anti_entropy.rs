@@ -4,9 +4,9 @@
 //! 1. A → B [`ApMessage::Digest`]: for each of A's four maps, a `crdt::sync::SyncRequest` (the
 //!    map's causal context — a version vector plus exception dots — and a hash per bucket of live
 //!    dots).
-//! 2. B → A [`ApMessage::DeltasAndDigest`]: for each map, `crdt::sync::reply` — a small state with
-//!    B's entries whose dots A has not seen and the removals A missed — omitted when empty; and
-//!    B's own digest, taken after nothing changed at B.
+//! 2. B → A [`ApMessage::DeltasAndDigest`]: for each map whose request differs from B's own,
+//!    `crdt::sync::reply` — a small state with B's entries whose dots A has not seen and the
+//!    removals A missed — omitted when empty; and B's own digest.
 //! 3. A joins the deltas, then A → B [`ApMessage::Deltas`]: what B lacks, by B's digest.
 
 use crdt::sync::{SyncRequest, reply};
