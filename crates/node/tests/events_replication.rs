@@ -26,7 +26,7 @@ const STREAMS: [&str; 3] = ["cart-1", "cart-2", "audit"];
 fn seeds() -> Vec<u64> {
     match std::env::var("CONCUR_SEED") {
         Ok(seed) => vec![seed.parse().expect("CONCUR_SEED is a number")],
-        Err(_) => (0..6).collect(),
+        Err(_) => (0..16).collect(),
     }
 }
 
@@ -130,6 +130,15 @@ fn read(query: EventsQuery) -> NodeRequest {
     })
 }
 
+/// Size (1–3 events) and stream of the batch whose first event id is `first_id` (ids go up by
+/// three per batch), varied by batch and seed.
+fn batch_shape(first_id: u128, seed: u64) -> (u64, &'static str) {
+    let batch = (first_id / 3) as u64;
+    let size = 1 + (batch + seed) % 3;
+    let stream = STREAMS[((batch / 2 + seed) % 3) as usize];
+    (size, stream)
+}
+
 /// What the test knows was acknowledged: event id → (stream, position).
 #[derive(Default)]
 struct Acknowledged {
@@ -146,8 +155,7 @@ impl Acknowledged {
         first_id: u128,
         seed: u64,
     ) -> Option<AppendResult> {
-        let size = 1 + (first_id as u64 + seed) % 3;
-        let stream = STREAMS[((first_id as u64 + seed) % 3) as usize];
+        let (size, stream) = batch_shape(first_id, seed);
         let ids: Vec<u128> = (first_id..first_id + size as u128).collect();
         let batch = ids.iter().map(|&id| event(id)).collect();
         let request = append(simulation, stream, batch);
@@ -252,8 +260,7 @@ fn a_three_node_cluster_keeps_every_acknowledged_event_through_a_leader_crash() 
             next_id += 3;
         }
         // A client retrying its first batch (same ids) writes nothing twice.
-        let retry_size = 1 + (1 + seed) % 3;
-        let stream = STREAMS[((1 + seed) % 3) as usize];
+        let (retry_size, stream) = batch_shape(1, seed);
         let retry = (1..=retry_size as u128).map(event).collect();
         let request = append(&simulation, stream, retry);
         let answer = call(&mut simulation, second, request, 10 * SECOND_NS);
@@ -348,7 +355,7 @@ fn a_cut_off_leader_refuses_appends_and_the_majority_keeps_the_log() {
             .filter(|event| event.event.event_id.as_u128() >= 10_000)
             .count();
         assert!(
-            stranded == 0 || stranded == (1 + (10_000 + seed) % 3) as usize,
+            stranded == 0 || stranded as u64 == batch_shape(10_000, seed).0,
             "seed {seed}: the minority's unacknowledged batch is all or nothing"
         );
     }
