@@ -197,7 +197,7 @@ impl Sessions {
                 index,
             },
         );
-        self.evict_beyond(max_sessions);
+        self.evict_beyond(max_sessions.max(1));
     }
 
     /// Applies a committed request at most once: runs `apply` on `command` for a new request and
@@ -217,11 +217,17 @@ impl Sessions {
             client_id,
             sequence,
         };
-        // (Three lookups rather than one `entry`: returning a borrow out of a match on `entry`
-        // is not accepted by the borrow checker yet.)
-        match self.records.get_mut(&client_id) {
-            Some(record) if record.sequence > sequence => return Err(expired),
-            Some(record) => {
+        if self.records.len() >= max_sessions.max(1) && !self.records.contains_key(&client_id) {
+            // Make room first: the new record would have the highest index, so evicting after
+            // inserting it would remove the same sessions.
+            self.evict_beyond(max_sessions.max(1) - 1);
+        }
+        let record = match self.records.entry(client_id) {
+            std::collections::hash_map::Entry::Occupied(occupied) => {
+                let record = occupied.into_mut();
+                if record.sequence > sequence {
+                    return Err(expired);
+                }
                 if record.sequence < sequence {
                     // The previous output's buffer is recycled for the new one.
                     record.output.clear();
@@ -229,29 +235,24 @@ impl Sessions {
                     record.sequence = sequence;
                     record.index = index;
                 }
+                record
             }
-            None => {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
                 let mut output = Vec::new();
                 apply(command, &mut output);
-                let record = SessionRecord {
+                vacant.insert(SessionRecord {
                     sequence,
                     output,
                     index,
-                };
-                self.records.insert(client_id, record);
-                // The new record has the highest index, so eviction never removes it.
-                self.evict_beyond(max_sessions);
+                })
             }
-        }
-        self.records
-            .get(&client_id)
-            .map(|record| record.output.as_slice())
-            .ok_or(expired)
+        };
+        Ok(&record.output)
     }
 
-    /// Evicts the least recently active sessions until at most `max_sessions` (at least 1) remain.
+    /// Evicts the least recently active sessions until at most `max_sessions` remain.
     fn evict_beyond(&mut self, max_sessions: usize) {
-        while self.records.len() > max_sessions.max(1) {
+        while self.records.len() > max_sessions {
             let oldest = self
                 .records
                 .iter()
@@ -335,5 +336,22 @@ mod tests {
         ));
         assert_eq!(runs, 2);
         assert_eq!(sessions.check(7, 2), SessionCheck::Duplicate(vec![2]));
+    }
+
+    #[test]
+    fn apply_evicts_the_least_recently_active_session_beyond_the_limit() {
+        let mut sessions = Sessions::default();
+        for (index, client_id) in [(1, 10), (2, 20), (3, 10), (4, 30)] {
+            let applied = sessions.apply(client_id, index, index, 2, b"c", |_, out| out.push(1));
+            assert!(applied.is_ok());
+        }
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(
+            sessions.check(20, 2),
+            SessionCheck::New,
+            "20 was least recent"
+        );
+        assert_eq!(sessions.check(10, 3), SessionCheck::Duplicate(vec![1]));
+        assert_eq!(sessions.check(30, 4), SessionCheck::Duplicate(vec![1]));
     }
 }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client::{ClientError, ClientReply, ClientResponse, Sessions};
 use crate::config::{ConfigError, RaftConfig};
-use crate::kv::{StateMachine, StateMachineError};
+use crate::kv::{StableHasher, StateMachine, StateMachineError};
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
 use crate::types::{
@@ -313,7 +313,7 @@ pub struct Replica<M: StateMachine> {
     pub(crate) pending_writes: PendingWrites,
     /// Leader: the log index of each unapplied command by (session, request number), so a retry
     /// finds its entry without scanning the uncommitted log (B16). Looked up, never iterated.
-    pub(crate) proposals: BTreeMap<(ClientId, u64), LogIndex>,
+    pub(crate) proposals: std::collections::HashMap<(ClientId, u64), LogIndex, StableHasher>,
     /// Leader: commands were appended during this step; replicate them when it finishes.
     pub(crate) append_pending: bool,
     pub(crate) pending_reads: Vec<PendingRead>,
@@ -410,7 +410,7 @@ impl<M: StateMachine> Replica<M> {
             heartbeat_sent_ms: BTreeMap::new(),
             lease_until_ms: 0,
             pending_writes: PendingWrites::default(),
-            proposals: BTreeMap::new(),
+            proposals: Default::default(),
             append_pending: false,
             pending_reads: Vec::new(),
             transfer: None,
