@@ -16,6 +16,8 @@ struct Cluster {
     replies: usize,
     /// Clients whose request was answered since the last look (closed-loop benchmark).
     answered: Vec<u64>,
+    /// Per-replica input buffers of a delivery round (kept to reuse their allocations).
+    inboxes: Vec<Vec<Input>>,
 }
 
 impl Cluster {
@@ -34,6 +36,7 @@ impl Cluster {
             queue: VecDeque::new(),
             replies: 0,
             answered: Vec::new(),
+            inboxes: Vec::new(),
         };
         cluster.queue.push_back((0, Input::Timeout));
         cluster.run(1_000);
@@ -131,17 +134,8 @@ impl Cluster {
             self.queue.push_back((0, input));
         }
         let target = self.replies + writes;
-        let mut inboxes: Vec<Vec<Input>> = vec![Vec::new(); self.replicas.len()];
         while self.replies < target {
-            for (node, input) in self.queue.drain(..) {
-                inboxes[node].push(input);
-            }
-            for (node, inbox) in inboxes.iter_mut().enumerate() {
-                if !inbox.is_empty() {
-                    self.replicas[node].step_many(1_000, inbox.drain(..));
-                    self.collect_effects(node);
-                }
-            }
+            self.deliver_round();
             for client in std::mem::take(&mut self.answered) {
                 if self.replies + self.queue.len() < target + clients as usize {
                     sequences[client as usize] += 1;
@@ -150,9 +144,27 @@ impl Cluster {
                 }
             }
         }
-        // Drain what is still in flight so the next iteration starts clean.
-        self.run(1_000);
+        // Drain what is still in flight (also in rounds) so the next iteration starts clean.
+        while !self.queue.is_empty() {
+            self.deliver_round();
+        }
         self.answered.clear();
+    }
+
+    /// Hands each replica everything queued for it in one `step_many`.
+    fn deliver_round(&mut self) {
+        let mut inboxes = std::mem::take(&mut self.inboxes);
+        inboxes.resize_with(self.replicas.len(), Vec::new);
+        for (node, input) in self.queue.drain(..) {
+            inboxes[node].push(input);
+        }
+        for (node, inbox) in inboxes.iter_mut().enumerate() {
+            if !inbox.is_empty() {
+                self.replicas[node].step_many(1_000, inbox.drain(..));
+                self.collect_effects(node);
+            }
+        }
+        self.inboxes = inboxes;
     }
 
     fn collect_effects(&mut self, node: usize) {

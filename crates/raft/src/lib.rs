@@ -9,7 +9,10 @@
 //! perform the effects in order. A [`Effect::Persist`] must be durable — in token order — before the
 //! driver feeds back [`Input::PersistDone`]; every message that depends on it (votes, append answers)
 //! is held inside the replica until then. Feed [`Input::Timeout`] at the time of the latest
-//! [`Effect::SetTimer`]; early or stale firings are harmless.
+//! [`Effect::SetTimer`]; early or stale firings are harmless. A driver holding several inputs for
+//! one replica (a burst of client requests, a socket's backlog) may hand them over together with
+//! [`Replica::step_many`]: the same outcome, but the client writes among them share one log
+//! append, one persist and one AppendEntries per follower.
 //!
 //! ```
 //! use raft::{ClientOperation, ClientRequest, Effect, Input, Kv, KvCommand, KvOutput, RaftConfig,
