@@ -610,6 +610,38 @@ impl NodeHandle {
         }
     }
 
+    /// Deletes the events of `stream` below `before_revision`; returns how many this removed.
+    pub async fn events_truncate(
+        &self,
+        stream: &str,
+        before_revision: u64,
+    ) -> Result<u64, HistoryError> {
+        let command = EventsCommand::Truncate {
+            stream: stream.to_owned(),
+            before_revision,
+        };
+        match self.events_command(command).await? {
+            EventsOutput::Truncated { removed } => Ok(removed),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Hard-deletes `stream` if `expected` holds; it can never be written again.
+    pub async fn events_tombstone(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+    ) -> Result<(), HistoryError> {
+        let command = EventsCommand::Tombstone {
+            stream: stream.to_owned(),
+            expected,
+        };
+        match self.events_command(command).await? {
+            EventsOutput::Tombstoned => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Reads events of `stream` (linearizable).
     pub async fn events_read_stream(
         &self,

@@ -6,6 +6,8 @@
 //! | `POST /v1/events/{stream}` | append `{"events": [{"id"?, "type", "data", "metadata"?}]}`; `expected-version` (header or query): `any`, `no-stream`, `stream-exists` or a revision; 409 names the actual revision |
 //! | `GET /v1/events/{stream}?from=&direction=&limit=` | read a stream (`as_of_revision`, `as_of_position`, `as_of_time_ns` travel in time) |
 //! | `GET /v1/events?from_position=&direction=&limit=` | read every stream by global position |
+//! | `DELETE /v1/events/{stream}?before_revision=N` | truncate: delete the stream's events below revision N |
+//! | `DELETE /v1/events/{stream}` | tombstone (hard-delete) the stream, if `expected-version` holds; it can never be written again |
 //! | `GET /v1/events/subscribe?from_position=` | `$all` as server-sent events: history, then live; each SSE `id:` is the event's position, so a client resumes with `Last-Event-ID` |
 //!
 //! Every read is linearizable (answered by the leader after a ReadIndex round), so a subscriber
@@ -47,7 +49,10 @@ pub fn routes() -> Router<HttpState> {
     Router::new()
         .route("/v1/events", get(read_all))
         .route("/v1/events/subscribe", get(subscribe))
-        .route("/v1/events/{stream}", get(read_stream).post(append))
+        .route(
+            "/v1/events/{stream}",
+            get(read_stream).post(append).delete(delete),
+        )
         .layer(DefaultBodyLimit::max(APPEND_BODY_MAX_BYTES))
 }
 
@@ -229,6 +234,54 @@ impl NewEvent {
     }
 }
 
+/// Reads `expected-version` from the header, else the query, else `any`.
+fn expected_version(headers: &HeaderMap, query: Option<&str>) -> Result<ExpectedVersion, ApiError> {
+    let header_version = headers
+        .get("expected-version")
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("expected-version is not text"))
+        })
+        .transpose()?;
+    match header_version.or(query) {
+        Some(text) => parse_expected_version(text).map_err(ApiError::bad_request),
+        None => Ok(ExpectedVersion::Any),
+    }
+}
+
+/// Query parameters of a delete.
+#[derive(Debug, Default, Deserialize)]
+struct DeleteParams {
+    #[serde(rename = "expected-version", alias = "expected_version")]
+    expected_version: Option<String>,
+    /// Truncate below this revision instead of tombstoning.
+    before_revision: Option<u64>,
+}
+
+async fn delete(
+    State(state): State<HttpState>,
+    Path(stream): Path<String>,
+    Query(params): Query<DeleteParams>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&state, &headers)?;
+    if let Some(before_revision) = params.before_revision {
+        let removed = state
+            .handle
+            .events_truncate(&stream, before_revision)
+            .await?;
+        return Ok(Json(json!({
+            "stream": stream,
+            "truncated_before": before_revision,
+            "removed": removed,
+        })));
+    }
+    let expected = expected_version(&headers, params.expected_version.as_deref())?;
+    state.handle.events_tombstone(&stream, expected).await?;
+    Ok(Json(json!({ "stream": stream, "tombstoned": true })))
+}
+
 /// The JSON answer to a successful append.
 #[derive(Debug, Serialize)]
 struct AppendAnswer {
@@ -248,18 +301,7 @@ async fn append(
 ) -> Result<Json<AppendAnswer>, ApiError> {
     authorize(&state, &headers)?;
     let Json(body) = body.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
-    let header_version = headers
-        .get("expected-version")
-        .map(|value| {
-            value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("expected-version is not text"))
-        })
-        .transpose()?;
-    let expected = match header_version.or(params.expected_version.as_deref()) {
-        Some(text) => parse_expected_version(text).map_err(ApiError::bad_request)?,
-        None => ExpectedVersion::Any,
-    };
+    let expected = expected_version(&headers, params.expected_version.as_deref())?;
     let events = body
         .events
         .into_iter()

@@ -123,6 +123,14 @@ impl Node {
         self.finish(request.call())
     }
 
+    fn delete(&self, path: &str, expected: Option<&str>) -> (u16, Value) {
+        let mut request = self.agent.delete(self.url(path));
+        if let Some(expected) = expected {
+            request = request.header("expected-version", expected);
+        }
+        self.finish(request.call())
+    }
+
     /// Appends `events` to `stream` with an `expected-version` header when given.
     fn append(&self, stream: &str, expected: Option<&str>, events: Value) -> (u16, Value) {
         let mut request = self
@@ -247,6 +255,27 @@ fn append_with_expected_versions_conflicts_retries_and_reads() {
     assert_eq!((status, types(&body).len()), (200, 0));
     let (status, _) = node.get("/v1/events?direction=sideways");
     assert_eq!(status, 400);
+
+    // Deletion: truncate below a revision, then tombstone with an expected version.
+    let (status, body) = node.delete("/v1/events/cart-1?before_revision=2", None);
+    assert_eq!((status, body["removed"].clone()), (200, json!(2)), "{body}");
+    let (_, body) = node.get("/v1/events/cart-1");
+    assert_eq!(types(&body), ["CartCheckedOut"]);
+    let (status, body) = node.delete("/v1/events/cart-1", Some("0"));
+    assert_eq!((status, body["actual_revision"].clone()), (409, json!(2)));
+    let (status, _) = node.delete("/v1/events/cart-1", Some("2"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        node.get("/v1/events/cart-1").0,
+        410,
+        "a tombstoned stream is gone"
+    );
+    let again = json!([{"type": "ItemAdded", "data": {}}]);
+    assert_eq!(node.append("cart-1", None, again).0, 410);
+    // Positions stay gapless: $all keeps going from where it was.
+    let (_, body) = node.get("/v1/events");
+    assert_eq!(types(&body), ["Audited"]);
+    assert_eq!(body["head_position"], 4);
 }
 
 /// Reads server-sent events from `/v1/events/subscribe` on a thread, sending each complete
