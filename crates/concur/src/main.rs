@@ -20,6 +20,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Start a whole local cluster on loopback (Redis on 700i, HTTP on 800i, data in ./concur-data).
+    Up(cmd::node::UpArgs),
+    /// Run one node of a cluster.
+    Node(cmd::node::NodeArgs),
+    /// Cut a running cluster's links into groups, e.g. `concur partition "n1 n2|n3"`.
+    Partition(cmd::cluster::PartitionArgs),
+    /// Restore every link of a running cluster.
+    Heal(cmd::cluster::HealArgs),
+    /// Append to, read and tail the event store of a running cluster.
+    Events(cmd::events::Args),
     /// Run a deterministic simulation of a protocol under faults.
     Sim(cmd::sim::Args),
     /// Check a history: linearizability, convergence.
@@ -43,6 +53,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up(args) => cmd::node::run_up(args),
+        Command::Node(args) => cmd::node::run_node(args),
+        Command::Partition(args) => cmd::cluster::partition(&args).map(|()| ExitCode::SUCCESS),
+        Command::Heal(args) => cmd::cluster::heal(&args).map(|()| ExitCode::SUCCESS),
+        Command::Events(args) => cmd::events::run(args),
         Command::Sim(args) => cmd::sim::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Delay(args) => cmd::delay::run(args),

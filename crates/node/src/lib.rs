@@ -5,12 +5,15 @@
 
 pub mod available;
 pub mod command;
+pub mod config;
+pub mod daemon;
+pub mod handle;
+pub mod history;
+pub mod http;
+pub mod http_events;
 pub mod machine;
+pub mod metrics;
+pub mod process;
+pub mod redis;
 pub mod resp;
 pub mod strong;
-pub mod config;
-pub mod handle;
-pub mod process;
-pub mod history;
-pub mod metrics;
-pub mod redis;

@@ -176,6 +176,8 @@ pub struct NodeProcess {
     next_token: Token,
     /// Available replies waiting for their writes: `(last token, client, request id, reply)`.
     waiting: VecDeque<(Token, ClientId, RequestId, Result<ApOutput, ApError>)>,
+    /// Anti-entropy messages held until the client writes before them are durable.
+    held: VecDeque<(Token, NodeId, ApMessage)>,
     /// Scratch buffer for the Raft half's effects.
     raft_effects: Vec<Effect<RaftSimMessage, RaftResponse>>,
     /// Set when the available keyspace's records could not be read back at boot.
@@ -215,6 +217,7 @@ impl NodeProcess {
             writes: VecDeque::new(),
             next_token: 1,
             waiting: VecDeque::new(),
+            held: VecDeque::new(),
             raft_effects: Vec::new(),
             available_error,
             last_heard_ns: std::collections::BTreeMap::new(),
@@ -360,9 +363,21 @@ impl NodeProcess {
         last
     }
 
-    fn send_available(&self, messages: Vec<(NodeId, ApMessage)>, context: &mut NodeContext<'_>) {
+    /// Sends anti-entropy messages — after every client write they may carry is durable. A
+    /// message must never show a peer a dot this node could lose in a crash: after a restart the
+    /// node would mint that dot again for another value and the two replicas would disagree for
+    /// good while believing they agree.
+    fn send_available(
+        &mut self,
+        messages: Vec<(NodeId, ApMessage)>,
+        context: &mut NodeContext<'_>,
+    ) {
+        let pending = self.waiting.back().map(|&(last, ..)| last);
         for (to, message) in messages {
-            context.send(to, NodeMessage::Available(message));
+            match pending {
+                Some(token) => self.held.push_back((token, to, message)),
+                None => context.send(to, NodeMessage::Available(message)),
+            }
         }
     }
 
@@ -384,6 +399,14 @@ impl NodeProcess {
             }
             if let Some((_, client, request_id, reply)) = self.waiting.pop_front() {
                 context.reply(client, request_id, NodeResponse::Available(reply));
+            }
+        }
+        while let Some(&(last, ..)) = self.held.front() {
+            if last > token {
+                break;
+            }
+            if let Some((_, to, message)) = self.held.pop_front() {
+                context.send(to, NodeMessage::Available(message));
             }
         }
         if let Some(inner) = raft_token {
@@ -423,6 +446,11 @@ impl Process for NodeProcess {
     ) {
         match input {
             Input::Start => {
+                // Give peers the benefit of the doubt at boot: until two election timeouts have
+                // passed unheard, strong requests wait for a leader instead of being refused.
+                for &peer in &self.settings.nodes {
+                    self.last_heard_ns.entry(peer).or_insert(now_ns);
+                }
                 self.raft_handle(now_ns, Input::Start, context);
                 let interval_ns = self.settings.gossip_interval_ms.saturating_mul(1_000_000);
                 context.set_timer(interval_ns, GOSSIP_TIMER_BIT);

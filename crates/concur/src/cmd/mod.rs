@@ -2,6 +2,9 @@
 
 pub mod bench;
 pub mod check;
+pub mod cluster;
 pub mod delay;
+pub mod events;
+pub mod node;
 pub mod sim;
 pub mod sim_raft;
