@@ -517,10 +517,12 @@ fn cut_answer(state: &HttpState) -> Json<Value> {
     Json(json!({ "node": state.config.id, "cut": cut }))
 }
 
-async fn partition(
-    State(state): State<HttpState>,
-    Json(request): Json<PartitionRequest>,
-) -> Result<Json<Value>, ApiError> {
+async fn partition(State(state): State<HttpState>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    // Parsed by hand rather than by the `Json` extractor so every bad body is a JSON 400.
+    let request: PartitionRequest = serde_json::from_slice(&body).map_err(|error| {
+        let message = format!("expected {{\"groups\": [[1, 2], [3]]}}: {error}");
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    })?;
     let peers = peers_to_cut(state.config.id, &state.config.ids(), &request.groups)
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error))?;
     // A partition replaces the previous one rather than adding to it.

@@ -526,9 +526,24 @@ fn a_minority_refuses_strong_writes_while_available_keys_accept_them_and_heal_co
         };
         assert_eq!(answer, json!({ "node": id, "cut": expected }));
     }
-    // Unknown nodes are refused, and nothing changes.
-    let (status, _) = cluster.post_json(1, "/admin/partition", &json!({ "groups": [[1, 9]] }));
+    // Unknown nodes and malformed bodies are refused, and nothing changes.
+    let (status, answer) = cluster.post_json(1, "/admin/partition", &json!({ "groups": [[1, 9]] }));
     assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("n9"), "{answer}");
+    let (status, answer) = cluster.post_json(1, "/admin/partition", &json!({ "group": [1] }));
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"].as_str().unwrap().contains("groups"),
+        "{answer}"
+    );
+    let (status, answer) = cluster.get_json(1, "/v1/status", None);
+    assert_eq!(status, 200);
+    let expected = if minority == 1 {
+        json!(majority)
+    } else {
+        json!([minority])
+    };
+    assert_eq!(answer["cut_links"], expected);
 
     // The minority refuses strong writes (once it notices it hears no one) with NOQUORUM.
     cluster.wait_until("the minority to refuse strong writes", || {
