@@ -28,10 +28,12 @@ struct Cluster {
 /// binary run in parallel, so each call starts from a different candidate.
 fn free_base_port(nodes: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let first = 20_000 + (std::process::id() % 50) as u16 * 300;
+    // Bases from 10 000 to 30 000 keep every port (up to base + 2 000 + nodes) below Linux's
+    // ephemeral range (32 768 and up), where outgoing connections could take one meanwhile.
+    let first = (std::process::id() % 1_000) as u16 * 20;
     for _ in 0..200 {
-        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 300;
-        let base = first.wrapping_add(offset * 10) % 40_000 + 10_000;
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % 1_000;
+        let base = 10_000 + (first + offset * 20) % 20_000;
         let free = (1..=nodes).all(|id| {
             [0, 1_000, 2_000]
                 .iter()
