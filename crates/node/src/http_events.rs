@@ -509,7 +509,13 @@ impl Cursor {
             Err(error) => {
                 // A leader change or a partition: say so, and keep polling from the same place.
                 self.idle = true;
-                let message = error.to_string();
+                let message = match error {
+                    // A read has no outcome to be unsure of: it is simply retried.
+                    HistoryError::Node(NodeError::Uncertain { reason }) => {
+                        format!("no answer from the leader yet ({reason}); retrying")
+                    }
+                    error => error.to_string(),
+                };
                 if self.last_error.as_ref() != Some(&message) {
                     let notice = json!({ "error": message }).to_string();
                     self.pending
