@@ -5,6 +5,9 @@
 //! agent. It checks the final text, then reports replay time (median of several runs),
 //! operations (patches) per second, peak heap during one replay, the encoded size of the final
 //! document and the time to load that encoding into a fresh replica.
+//!
+//! `concur bench kv --target redis://…|etcd://…` is a closed-loop key-value load generator for
+//! concur, Redis and etcd alike (see [`loadgen`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,6 +16,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use text::Document;
 use text::trace::{Trace, replay_concurrent, replay_patches};
+
+// Lives beside this file (cmd/loadgen.rs); declared here because only `bench` uses it.
+#[path = "loadgen.rs"]
+pub mod loadgen;
 
 /// Arguments of `concur bench`.
 #[derive(clap::Args, Debug)]
@@ -27,6 +34,8 @@ pub struct Args {
 pub enum BenchCommand {
     /// Replay an editing trace through the text CRDT and check the result.
     Text(TextArgs),
+    /// Closed-loop key-value load (set, get, incr) against RESP servers or etcd.
+    Kv(loadgen::KvArgs),
 }
 
 /// Arguments of `concur bench text`.
@@ -46,6 +55,7 @@ pub struct TextArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         BenchCommand::Text(args) => run_text(&args),
+        BenchCommand::Kv(args) => loadgen::run(&args),
     }
 }
 
