@@ -17,7 +17,13 @@ fuzz_target!(|bytes: &[u8]| {
                 let mixed: Vec<u8> = name
                     .bytes()
                     .zip(rest.iter().chain(std::iter::repeat(&0)))
-                    .map(|(c, &flip)| if flip & 1 == 1 { c.to_ascii_uppercase() } else { c })
+                    .map(|(c, &flip)| {
+                        if flip & 1 == 1 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
                     .collect();
                 *first = mixed;
             }

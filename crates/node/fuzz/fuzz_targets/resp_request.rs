@@ -8,7 +8,11 @@ use libfuzzer_sys::fuzz_target;
 use node::resp::{Limits, RequestParser, encode_request, parse_request, parse_value};
 
 fuzz_target!(|bytes: &[u8]| {
-    let limits = Limits { max_request_bytes: 1 << 16, max_args: 64, max_inline_bytes: 256 };
+    let limits = Limits {
+        max_request_bytes: 1 << 16,
+        max_args: 64,
+        max_inline_bytes: 256,
+    };
     let whole = parse_request(bytes, &limits);
     if let Ok(Some((args, used))) = &whole {
         assert!(*used > 0 && *used <= bytes.len());
@@ -20,7 +24,9 @@ fuzz_target!(|bytes: &[u8]| {
     }
     // Split where the first byte says. A prefix that already decides (a request or an error)
     // must decide the same as the whole; otherwise resuming on the whole must match it.
-    let split = bytes.first().map_or(0, |&b| usize::from(b) % (bytes.len() + 1));
+    let split = bytes
+        .first()
+        .map_or(0, |&b| usize::from(b) % (bytes.len() + 1));
     let mut parser = RequestParser::new(limits);
     match parser.parse(&bytes[..split]) {
         Ok(None) => assert_eq!(parser.parse(bytes), whole),
