@@ -108,6 +108,18 @@ impl<Q, R> ClientHandle<Q, R> {
         request_id: RequestId,
         request: Q,
     ) -> Result<R, RuntimeError> {
+        self.submit(client, request_id, request).await?.await
+    }
+
+    /// Queues `request` for the process and returns once it is queued (requests reach the
+    /// process in the order their `submit`s completed); the returned [`Answer`] resolves to the
+    /// reply. Lets one caller keep several requests in flight in a known order.
+    pub async fn submit(
+        &self,
+        client: ClientId,
+        request_id: RequestId,
+        request: Q,
+    ) -> Result<Answer<R>, RuntimeError> {
         let (reply, answer) = oneshot::channel();
         let message = ClientRequest {
             client,
@@ -119,7 +131,26 @@ impl<Q, R> ClientHandle<Q, R> {
             .send(message)
             .await
             .map_err(|_| RuntimeError::Stopped)?;
-        answer.await.map_err(|_| RuntimeError::Stopped)
+        Ok(Answer { answer })
+    }
+}
+
+/// The reply to a submitted request, still to come.
+#[derive(Debug)]
+pub struct Answer<R> {
+    answer: oneshot::Receiver<R>,
+}
+
+impl<R> std::future::Future for Answer<R> {
+    type Output = Result<R, RuntimeError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.answer)
+            .poll(context)
+            .map(|result| result.map_err(|_| RuntimeError::Stopped))
     }
 }
 

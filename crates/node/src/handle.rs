@@ -156,48 +156,62 @@ impl NodeHandle {
         }
     }
 
-    /// Runs a raw Raft operation through the leader under a fresh-numbered session request.
-    pub async fn strong_operation(&self, operation: ClientOperation) -> Result<Vec<u8>, NodeError> {
-        let mut session = self
-            .inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
-            .unwrap_or_else(|| Session {
-                client: random_u64(),
-                sequence: 0,
-            });
-        session.sequence += 1;
-        let answer = self
-            .call(
-                session.client,
-                session.sequence,
-                NodeRequest::Strong(operation),
-            )
-            .await;
-        // A session whose request timed out may still have it in flight: retire it.
-        if !matches!(
+    /// Queues `request` for the node and returns once it is queued: requests submitted one
+    /// after another reach the node in that order. A strong request borrows a session, returned
+    /// when its answer is collected by [`Submitted::wait`].
+    pub async fn submit(&self, request: NodeRequest) -> Result<Submitted, NodeError> {
+        let (client, request_id, session) = match &request {
+            NodeRequest::Strong(_) => {
+                let mut session = self
+                    .inner
+                    .sessions
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .pop()
+                    .unwrap_or_else(|| Session {
+                        client: random_u64(),
+                        sequence: 0,
+                    });
+                session.sequence += 1;
+                (session.client, session.sequence, Some(session))
+            }
+            _ => {
+                let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+                (self.inner.anonymous, request_id, None)
+            }
+        };
+        let answer = match self.inner.client.submit(client, request_id, request).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                self.return_session(session);
+                return Err(NodeError::Unavailable(error.to_string()));
+            }
+        };
+        Ok(Submitted {
+            handle: self.clone(),
+            session,
             answer,
-            Err(NodeError::Uncertain { .. } | NodeError::Unavailable(_))
-        ) {
+        })
+    }
+
+    fn return_session(&self, session: Option<Session>) {
+        if let Some(session) = session {
             self.inner
                 .sessions
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(session);
         }
-        match answer? {
-            NodeResponse::Strong(RaftResponse::Reply(Ok(response))) => Ok(response.output),
-            NodeResponse::Strong(RaftResponse::Reply(Err(error))) => Err(strong_error(error)),
-            NodeResponse::Strong(RaftResponse::GaveUp { definite, reason }) => {
-                Err(gave_up(definite, reason))
-            }
-            NodeResponse::Refused { leader } => Err(NodeError::NoQuorum { leader }),
-            other => Err(NodeError::Unavailable(format!(
-                "unexpected answer {other:?}"
-            ))),
-        }
+    }
+
+    /// Runs a raw Raft operation through the leader under a fresh-numbered session request.
+    pub async fn strong_operation(&self, operation: ClientOperation) -> Result<Vec<u8>, NodeError> {
+        let response = self
+            .submit(NodeRequest::Strong(operation))
+            .await?
+            .wait()
+            .await?;
+        strong_result(response)
     }
 
     /// Applies a write to the strong keyspace (linearizable, through the leader).
@@ -261,7 +275,49 @@ impl NodeHandle {
     }
 }
 
-fn strong_output(bytes: &[u8]) -> Result<StrongOutput, NodeError> {
+/// A request queued at the node, its answer still to come.
+#[derive(Debug)]
+pub struct Submitted {
+    handle: NodeHandle,
+    session: Option<Session>,
+    answer: net::runtime::Answer<NodeResponse>,
+}
+
+impl Submitted {
+    /// Waits for the node's answer (at most [`CALL_TIMEOUT`]).
+    pub async fn wait(self) -> Result<NodeResponse, NodeError> {
+        let answer = match tokio::time::timeout(CALL_TIMEOUT, self.answer).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(NodeError::Unavailable(error.to_string())),
+            Err(_) => Err(NodeError::Uncertain {
+                reason: "the node did not answer in time".into(),
+            }),
+        };
+        // A session whose request may still be in flight is retired, never reused.
+        if answer.is_ok() {
+            self.handle.return_session(self.session);
+        }
+        answer
+    }
+}
+
+/// The output bytes of a strong request's answer, or why it failed.
+pub fn strong_result(response: NodeResponse) -> Result<Vec<u8>, NodeError> {
+    match response {
+        NodeResponse::Strong(RaftResponse::Reply(Ok(response))) => Ok(response.output),
+        NodeResponse::Strong(RaftResponse::Reply(Err(error))) => Err(strong_error(error)),
+        NodeResponse::Strong(RaftResponse::GaveUp { definite, reason }) => {
+            Err(gave_up(definite, reason))
+        }
+        NodeResponse::Refused { leader } => Err(NodeError::NoQuorum { leader }),
+        other => Err(NodeError::Unavailable(format!(
+            "unexpected answer {other:?}"
+        ))),
+    }
+}
+
+/// Decodes a strong request's output bytes.
+pub fn strong_output(bytes: &[u8]) -> Result<StrongOutput, NodeError> {
     match MachineOutput::decode(bytes) {
         MachineOutput::Strong(StrongOutput::Error(error)) => Err(NodeError::Strong(error)),
         MachineOutput::Strong(output) => Ok(output),

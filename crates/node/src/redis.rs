@@ -21,11 +21,14 @@ use tokio::task::JoinSet;
 
 use crate::available::{ApOperation, ApOutput, SetCondition as ApSetCondition};
 use crate::command::{self, Command, SetCondition};
-use crate::handle::{NodeError, NodeHandle};
+use crate::handle::{NodeError, NodeHandle, strong_output, strong_result};
+use crate::machine::{MachineCommand, MachineQuery};
 use crate::metrics::Metrics;
 use crate::process::Mode;
+use crate::process::{NodeRequest, NodeResponse};
 use crate::resp::{Limits, Protocol, RequestParser, Value};
 use crate::strong::{self, StrongCommand, StrongOutput, StrongQuery};
+use raft::{ClientOperation, ReadConsistency};
 
 /// Most requests one connection may have in flight before the server stops reading from it.
 pub const IN_FLIGHT_MAX: usize = 1_024;
@@ -89,6 +92,95 @@ pub async fn serve(
 
 type Reply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 
+/// What a request in flight does, for the connection's ordering rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Answered by the connection itself, or already answered.
+    Local,
+    /// A read of the strong keyspace.
+    StrongRead,
+    /// A write to the strong keyspace.
+    StrongWrite,
+    /// An available-keyspace operation (the node runs these in arrival order).
+    Available,
+}
+
+/// A connection's requests in flight, answered in order.
+#[derive(Default)]
+struct InFlight {
+    replies: FuturesOrdered<Reply>,
+    kinds: std::collections::VecDeque<Kind>,
+}
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.replies.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.replies.is_empty()
+    }
+
+    fn push(&mut self, kind: Kind, reply: Reply) {
+        self.kinds.push_back(kind);
+        self.replies.push_back(reply);
+    }
+
+    /// The next reply in order.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        let reply = self.replies.next().await;
+        if reply.is_some() {
+            self.kinds.pop_front();
+        }
+        reply
+    }
+
+    /// The next reply in order if it is already done.
+    fn next_ready(&mut self) -> Option<Vec<u8>> {
+        let reply = futures_util::FutureExt::now_or_never(self.replies.next()).flatten();
+        if reply.is_some() {
+            self.kinds.pop_front();
+        }
+        reply
+    }
+
+    /// Answers requests in order until none of `kind` is in flight.
+    async fn drain_while_pending(
+        &mut self,
+        kind: Kind,
+        stream: &mut TcpStream,
+        output: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        while self.kinds.contains(&kind) {
+            match self.next().await {
+                Some(reply) => output.extend_from_slice(&reply),
+                None => break,
+            }
+        }
+        if !output.is_empty() {
+            stream.write_all(output).await?;
+            output.clear();
+        }
+        Ok(())
+    }
+
+    /// Answers every request in flight.
+    async fn drain_all(
+        &mut self,
+        stream: &mut TcpStream,
+        output: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        while let Some(reply) = self.next().await {
+            output.extend_from_slice(&reply);
+        }
+        if !output.is_empty() {
+            stream.write_all(output).await?;
+            output.clear();
+        }
+        Ok(())
+    }
+}
+
 /// One client's connection state.
 struct Connection {
     handle: NodeHandle,
@@ -113,69 +205,87 @@ impl Connection {
         let mut parser = RequestParser::new(self.options.limits);
         let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
         let mut output: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
-        let mut replies: FuturesOrdered<Reply> = FuturesOrdered::new();
+        let mut flight = InFlight::default();
         // Set once the client sent QUIT, hung up, or broke the protocol: answer what is in flight,
         // then close.
         let mut closing = false;
+        // Bytes of `input` already parsed into requests.
+        let mut consumed = 0;
         loop {
-            if closing && replies.is_empty() {
+            // Start every complete request already read, in order.
+            while !closing && flight.len() < IN_FLIGHT_MAX {
+                let parsed = match parser.parse(&input[consumed..]) {
+                    Ok(Some((args, used))) => {
+                        consumed += used;
+                        args
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        tracing::debug!(client = self.id, %error, "malformed request; closing");
+                        let bytes = error.to_reply().to_bytes(self.protocol);
+                        flight.push(Kind::Local, Box::pin(async move { bytes }));
+                        closing = true;
+                        break;
+                    }
+                };
+                if parsed.is_empty() {
+                    continue;
+                }
+                closing |= self
+                    .start(parsed, &mut flight, &mut stream, &mut output)
+                    .await?;
+            }
+            input.drain(..consumed);
+            consumed = 0;
+            if closing && flight.is_empty() {
                 stream.flush().await?;
                 return Ok(());
             }
             tokio::select! {
-                Some(reply) = replies.next(), if !replies.is_empty() => {
+                Some(reply) = flight.next(), if !flight.is_empty() => {
                     output.extend_from_slice(&reply);
                     // Gather every other reply already done so one write carries them all.
-                    while let Some(Some(reply)) = futures_util::FutureExt::now_or_never(replies.next()) {
+                    while let Some(reply) = flight.next_ready() {
                         output.extend_from_slice(&reply);
                     }
                     stream.write_all(&output).await?;
                     output.clear();
                 }
-                read = read_more(&mut stream, &mut input), if !closing && replies.len() < IN_FLIGHT_MAX => {
+                read = read_more(&mut stream, &mut input), if !closing && flight.len() < IN_FLIGHT_MAX => {
                     if read? == 0 {
                         closing = true;
-                        continue;
                     }
-                    let mut consumed = 0;
-                    while !closing && replies.len() < IN_FLIGHT_MAX {
-                        match parser.parse(&input[consumed..]) {
-                            Ok(Some((args, used))) => {
-                                consumed += used;
-                                if args.is_empty() {
-                                    continue;
-                                }
-                                let (reply, quit) = self.start(args);
-                                replies.push_back(reply);
-                                closing |= quit;
-                            }
-                            Ok(None) => break,
-                            Err(error) => {
-                                tracing::debug!(client = self.id, %error, "malformed request; closing");
-                                let bytes = error.to_reply().to_bytes(self.protocol);
-                                replies.push_back(Box::pin(async move { bytes }));
-                                closing = true;
-                            }
-                        }
-                    }
-                    input.drain(..consumed);
                 }
             }
         }
     }
 
-    /// Starts one request; returns its reply (in order) and whether the connection should close.
-    fn start(&mut self, args: Vec<Vec<u8>>) -> (Reply, bool) {
+    /// Starts one request, keeping the connection's order: Redis runs one connection's commands
+    /// one after another, so a strong read waits for this connection's strong writes in flight
+    /// (and a write for its reads) before it is queued at the node, and requests are queued in
+    /// the order they arrived — consecutive writes stay pipelined, as the Raft log keeps their
+    /// order. Returns true when the connection should close after answering.
+    async fn start(
+        &mut self,
+        args: Vec<Vec<u8>>,
+        flight: &mut InFlight,
+        stream: &mut TcpStream,
+        output: &mut Vec<u8>,
+    ) -> std::io::Result<bool> {
         let started = Instant::now();
         let name = String::from_utf8_lossy(&args[0]).to_ascii_lowercase();
         // READONLY / READWRITE: the Redis Cluster way to opt in to replica (stale) reads.
         if args.len() == 1 && (name == "readonly" || name == "readwrite") && self.authenticated {
             self.read_only = name == "readonly";
-            return (self.ready(Value::ok()), false);
+            flight.push(Kind::Local, self.ready(Value::ok()));
+            return Ok(false);
         }
         let command = match command::parse(args) {
             Ok(command) => command,
-            Err(error) => return (self.ready(Value::error(error.to_string())), false),
+            Err(error) => {
+                flight.push(Kind::Local, self.ready(Value::error(error.to_string())));
+                return Ok(false);
+            }
         };
         if !self.authenticated
             && !matches!(
@@ -183,27 +293,61 @@ impl Connection {
                 Command::Auth { .. } | Command::Hello { .. } | Command::Quit
             )
         {
-            return (
+            flight.push(
+                Kind::Local,
                 self.ready(Value::error("NOAUTH Authentication required.")),
-                false,
             );
+            return Ok(false);
         }
         let quit = matches!(command, Command::Quit);
         if let Some(value) = self.local(&command) {
-            return (self.ready(value), quit);
+            flight.push(Kind::Local, self.ready(value));
+            return Ok(quit);
         }
-        let handle = self.handle.clone();
-        let metrics = Arc::clone(&self.metrics);
         let protocol = self.protocol;
-        let read_only = self.read_only;
+        let metrics = Arc::clone(&self.metrics);
         let command_name = command.name();
         let mode = command.keys().first().map(|key| Mode::of(key));
-        let reply = async move {
-            let value = execute(&handle, command, read_only).await;
+        let finish = move |value: Value| {
             metrics.record(command_name, mode, !value.is_error(), started.elapsed());
             value.to_bytes(protocol)
         };
-        (Box::pin(reply), false)
+        match plan(command, self.read_only) {
+            Ok((kind, request)) => {
+                let conflicting = match kind {
+                    Kind::StrongRead => Kind::StrongWrite,
+                    Kind::StrongWrite => Kind::StrongRead,
+                    _ => Kind::Local,
+                };
+                if conflicting != Kind::Local {
+                    flight
+                        .drain_while_pending(conflicting, stream, output)
+                        .await?;
+                }
+                let reply: Reply = match self.handle.submit(request).await {
+                    Ok(submitted) => Box::pin(async move {
+                        let value = match submitted.wait().await {
+                            Ok(response) => response_value(response),
+                            Err(error) => node_error(error),
+                        };
+                        finish(value)
+                    }),
+                    Err(error) => {
+                        let bytes = finish(node_error(error));
+                        Box::pin(async move { bytes })
+                    }
+                };
+                flight.push(kind, reply);
+            }
+            Err(command) => {
+                // A command of several steps (or spanning both keyspaces) runs alone.
+                flight.drain_all(stream, output).await?;
+                let value = execute(&self.handle, command, self.read_only).await;
+                let bytes = finish(value);
+                flight.push(Kind::Local, Box::pin(async move { bytes }));
+            }
+        }
+        Ok(false)
     }
 
     fn ready(&self, value: Value) -> Reply {
@@ -319,6 +463,156 @@ fn config_get(pattern: &[u8]) -> Value {
         pairs.push((Value::bulk("appendonly"), Value::bulk("yes")));
     }
     Value::Map(pairs)
+}
+
+/// The one node request serving `command`, when it touches one keyspace in one step; otherwise
+/// the command back, to run as several steps.
+fn plan(command: Command, stale: bool) -> Result<(Kind, NodeRequest), Command> {
+    let strong_write = |command: StrongCommand| {
+        let bytes = MachineCommand::Strong(command).encode();
+        Ok((
+            Kind::StrongWrite,
+            NodeRequest::Strong(ClientOperation::Write(bytes)),
+        ))
+    };
+    let strong_read = |query: StrongQuery| {
+        let consistency = if stale {
+            ReadConsistency::Stale
+        } else {
+            ReadConsistency::Linearizable
+        };
+        let operation = ClientOperation::Read {
+            query: MachineQuery::Strong(query).encode(),
+            consistency,
+        };
+        let request = if stale {
+            NodeRequest::StrongLocal(operation)
+        } else {
+            NodeRequest::Strong(operation)
+        };
+        Ok((Kind::StrongRead, request))
+    };
+    let available =
+        |operation: ApOperation| Ok((Kind::Available, NodeRequest::Available(operation)));
+    let mode = |keys: &[Vec<u8>]| {
+        let first = Mode::of(keys.first()?);
+        keys.iter()
+            .all(|key| Mode::of(key) == first)
+            .then_some(first)
+    };
+    match command {
+        Command::Get(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::Get(key)),
+            Mode::Available => available(ApOperation::Get(key)),
+        },
+        Command::Set {
+            key,
+            value,
+            condition,
+            get,
+        } => match Mode::of(&key) {
+            Mode::Strong => strong_write(StrongCommand::Set {
+                key,
+                value,
+                condition: match condition {
+                    SetCondition::Always => strong::SetCondition::Always,
+                    SetCondition::IfAbsent => strong::SetCondition::IfAbsent,
+                    SetCondition::IfPresent => strong::SetCondition::IfPresent,
+                },
+                get,
+            }),
+            Mode::Available => available(ApOperation::Set {
+                key,
+                value,
+                condition: match condition {
+                    SetCondition::Always => ApSetCondition::Always,
+                    SetCondition::IfAbsent => ApSetCondition::IfAbsent,
+                    SetCondition::IfPresent => ApSetCondition::IfPresent,
+                },
+                get,
+            }),
+        },
+        Command::IncrBy { key, delta } => match Mode::of(&key) {
+            Mode::Strong => strong_write(StrongCommand::IncrBy { key, delta }),
+            Mode::Available => available(ApOperation::IncrBy { key, delta }),
+        },
+        Command::Del(keys) => match mode(&keys) {
+            Some(Mode::Strong) => strong_write(StrongCommand::Del(keys)),
+            Some(Mode::Available) => available(ApOperation::Del(keys)),
+            None => Err(Command::Del(keys)),
+        },
+        Command::Exists(keys) => match mode(&keys) {
+            Some(Mode::Strong) => strong_read(StrongQuery::Exists(keys)),
+            Some(Mode::Available) => available(ApOperation::Exists(keys)),
+            None => Err(Command::Exists(keys)),
+        },
+        Command::MGet(keys) => match mode(&keys) {
+            Some(Mode::Strong) => strong_read(StrongQuery::MGet(keys)),
+            Some(Mode::Available) => available(ApOperation::MGet(keys)),
+            None => Err(Command::MGet(keys)),
+        },
+        Command::MSet(pairs) => {
+            let keys: Vec<Vec<u8>> = pairs.iter().map(|(key, _)| key.clone()).collect();
+            match mode(&keys) {
+                Some(Mode::Strong) => strong_write(StrongCommand::MSet(pairs)),
+                Some(Mode::Available) => available(ApOperation::MSet(pairs)),
+                None => Err(Command::MSet(pairs)),
+            }
+        }
+        Command::SAdd { key, members } => match Mode::of(&key) {
+            Mode::Strong => strong_write(StrongCommand::SAdd { key, members }),
+            Mode::Available => available(ApOperation::SAdd { key, members }),
+        },
+        Command::SRem { key, members } => match Mode::of(&key) {
+            Mode::Strong => strong_write(StrongCommand::SRem { key, members }),
+            Mode::Available => available(ApOperation::SRem { key, members }),
+        },
+        Command::SMembers(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::SMembers(key)),
+            Mode::Available => available(ApOperation::SMembers(key)),
+        },
+        Command::SIsMember { key, member } => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::SIsMember { key, member }),
+            Mode::Available => available(ApOperation::SIsMember { key, member }),
+        },
+        Command::SCard(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::SCard(key)),
+            Mode::Available => available(ApOperation::SCard(key)),
+        },
+        Command::HSet { key, pairs } => match Mode::of(&key) {
+            Mode::Strong => strong_write(StrongCommand::HSet { key, pairs }),
+            Mode::Available => available(ApOperation::HSet { key, pairs }),
+        },
+        Command::HGet { key, field } => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::HGet { key, field }),
+            Mode::Available => available(ApOperation::HGet { key, field }),
+        },
+        Command::HDel { key, fields } => match Mode::of(&key) {
+            Mode::Strong => strong_write(StrongCommand::HDel { key, fields }),
+            Mode::Available => available(ApOperation::HDel { key, fields }),
+        },
+        Command::HGetAll(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::HGetAll(key)),
+            Mode::Available => available(ApOperation::HGetAll(key)),
+        },
+        Command::Type(key) => match Mode::of(&key) {
+            Mode::Strong => strong_read(StrongQuery::Type(key)),
+            Mode::Available => available(ApOperation::Type(key)),
+        },
+        other => Err(other),
+    }
+}
+
+/// The Redis reply for a node's answer.
+fn response_value(response: NodeResponse) -> Value {
+    match response {
+        NodeResponse::Available(Ok(output)) => available_value(output),
+        NodeResponse::Available(Err(error)) => Value::error(error.to_string()),
+        response => match strong_result(response).and_then(|bytes| strong_output(&bytes)) {
+            Ok(output) => strong_value(output),
+            Err(error) => node_error(error),
+        },
+    }
 }
 
 fn node_error(error: NodeError) -> Value {
