@@ -8,7 +8,7 @@
 //! | `GET /v1/events?from_position=&direction=&limit=` | read every stream by global position |
 //! | `DELETE /v1/events/{stream}?before_revision=N` | truncate: delete the stream's events below revision N |
 //! | `DELETE /v1/events/{stream}` | tombstone (hard-delete) the stream, if `expected-version` holds; it can never be written again |
-//! | `GET /v1/events/subscribe?from_position=` | `$all` as server-sent events: history, then live; each SSE `id:` is the event's position, so a client resumes with `Last-Event-ID` |
+//! | `GET /v1/events/subscribe?from_position=` | `$all` as server-sent events: history, then live; each SSE `id:` is the event's position, so a client resumes with `Last-Event-ID` (which takes precedence over `from_position`) |
 //!
 //! Every read is linearizable (answered by the leader after a ReadIndex round), so a subscriber
 //! that has seen position `p` and asks for what follows never misses an event committed later.
@@ -551,7 +551,9 @@ async fn subscribe(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map(|position| position.saturating_add(1));
-    let position = params.from_position.or(resume).unwrap_or(0);
+    // `Last-Event-ID` wins: a browser's EventSource reconnects to the same URL (with its
+    // original `from_position`) and adds the id of the last event it received.
+    let position = resume.or(params.from_position).unwrap_or(0);
     let cursor = Cursor {
         state,
         position,

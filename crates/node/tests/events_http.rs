@@ -366,8 +366,9 @@ fn subscriptions_catch_up_then_go_live_and_resume_after_the_last_id() {
         (Some("3"), json!("Live"))
     );
 
-    // A client that saw id 1 resumes from position 2.
-    let resumed = subscribe(&node, "", Some("1"));
+    // A client that saw id 1 resumes from position 2, even reconnecting to its original URL
+    // (as a browser's EventSource does).
+    let resumed = subscribe(&node, "?from_position=0", Some("1"));
     let (id, _, data) = next_message(&resumed);
     assert_eq!(
         (id.as_deref(), data["type"].clone()),
