@@ -214,8 +214,16 @@ async fn serve(
                 let config = config.clone();
                 let inbound = inbound.clone();
                 connections.spawn(async move {
-                    if let Err(reason) = receive_connection(stream, &config, inbound).await {
-                        tracing::warn!(node = config.node, %remote, %reason, "closed inbound connection");
+                    match receive_connection(stream, &config, inbound).await {
+                        Ok(()) => {}
+                        // A peer restarting or stopping is routine; bad frames and failed
+                        // handshakes are worth a warning.
+                        Err(LinkError::Closed) => {
+                            tracing::debug!(node = config.node, %remote, "peer closed its connection");
+                        }
+                        Err(reason) => {
+                            tracing::warn!(node = config.node, %remote, %reason, "closed inbound connection");
+                        }
                     }
                 });
             }

@@ -58,7 +58,7 @@ impl Node {
             _data: data,
         };
         // Ready once a strong write succeeds (the single node has elected itself).
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Ok(mut connection) = TcpStream::connect(node.redis) {
                 connection

@@ -115,27 +115,35 @@ fn node_config(args: &NodeArgs) -> anyhow::Result<NodeConfig> {
     Ok(config)
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+/// Resolves when the process is asked to stop (SIGINT — Ctrl-C — or SIGTERM). A signal that
+/// cannot be watched is simply never seen (it must not stop the node at once).
 async fn stop_requested() {
-    let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).ok();
+        let mut terminate = signal(SignalKind::terminate()).ok();
+        let wait = |signal: &mut Option<tokio::signal::unix::Signal>| {
+            let signal = signal.take();
+            async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-            };
+            }
+        };
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            () = wait(&mut interrupt) => {}
+            () = wait(&mut terminate) => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -220,11 +228,23 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!("strong keys: any key; available keys: ap:*   ·   Ctrl-C stops the cluster");
-        // Wait for a stop request or for any node to exit.
-        let mut exited = None;
-        tokio::select! {
-            () = stop_requested() => {}
-            (id, status) = first_exit(&mut children) => exited = Some((id, status)),
+        // Run until a stop request. A node that dies (say, killed to watch the others keep their
+        // promises) is reported; the others keep running, and the cluster stops when all are gone.
+        let mut exited: Vec<u64> = Vec::new();
+        loop {
+            tokio::select! {
+                () = stop_requested() => break,
+                (id, status) = first_exit(&mut children, &exited) => {
+                    eprintln!(
+                        "concur: n{id} exited ({status}); the others keep running. Restart it with: {} node --id {id} --nodes {} --base-port {} --data-dir {} --cluster-key-file {}",
+                        exe.display(), args.nodes, args.base_port, args.data_dir.display(), key_file.display()
+                    );
+                    exited.push(id);
+                    if exited.len() == children.len() {
+                        break;
+                    }
+                }
+            }
         }
         for (id, child) in &mut children {
             if let Some(pid) = child.id() {
@@ -245,25 +265,24 @@ pub fn run_up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        match exited {
-            Some((id, status)) => {
-                bail!("node n{id} exited unexpectedly ({status}); the cluster was stopped")
-            }
-            None => {
-                println!(
-                    "concur: cluster stopped; `concur up` again recovers it from {}",
-                    args.data_dir.display()
-                );
-                Ok(ExitCode::SUCCESS)
-            }
+        if exited.len() == children.len() {
+            bail!("every node exited; the cluster is down");
         }
+        println!(
+            "concur: cluster stopped; `concur up` again recovers it from {}",
+            args.data_dir.display()
+        );
+        Ok(ExitCode::SUCCESS)
     })
 }
 
 /// The first child to exit, with how it ended.
-async fn first_exit(children: &mut [(u64, tokio::process::Child)]) -> (u64, String) {
+async fn first_exit(
+    children: &mut [(u64, tokio::process::Child)],
+    exited: &[u64],
+) -> (u64, String) {
     loop {
-        for (id, child) in children.iter_mut() {
+        for (id, child) in children.iter_mut().filter(|(id, _)| !exited.contains(id)) {
             if let Ok(Some(status)) = child.try_wait() {
                 return (*id, status.to_string());
             }
