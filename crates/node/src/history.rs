@@ -33,64 +33,11 @@ pub const READ_COUNT_MAX: u64 = 4_096;
 /// event if there is one, so a single large event is still readable.
 pub const READ_SIZE_MAX_BYTES: usize = 8 * 1024 * 1024;
 
-/// A write to the event store, replicated through the Raft log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EventsCommand {
-    /// Append `events` (ids chosen by the proposer) to `stream` if `expected` holds.
-    Append {
-        /// Target stream.
-        stream: String,
-        /// Condition on the stream's revision.
-        expected: ExpectedVersion,
-        /// Events in order; an exact retry (same ids, same stream) writes nothing twice.
-        events: Vec<EventData>,
-        /// Commit time proposed by the node that proposed the command (raised by the log if
-        /// it would go backwards); part of the command so every replica records the same time.
-        timestamp: HlcTimestamp,
-    },
-    /// Delete the events of `stream` below `before_revision`.
-    Truncate {
-        /// Target stream.
-        stream: String,
-        /// First revision kept.
-        before_revision: u64,
-    },
-    /// Hard-delete `stream` if `expected` holds; it can never be written again.
-    Tombstone {
-        /// Target stream.
-        stream: String,
-        /// Condition on the stream's revision.
-        expected: ExpectedVersion,
-    },
-}
-
-impl From<EventsCommand> for Command {
-    fn from(command: EventsCommand) -> Self {
-        match command {
-            EventsCommand::Append {
-                stream,
-                expected,
-                events,
-                timestamp,
-            } => Command::Append {
-                stream,
-                expected,
-                events,
-                timestamp,
-            },
-            EventsCommand::Truncate {
-                stream,
-                before_revision,
-            } => Command::Truncate {
-                stream,
-                before_revision,
-            },
-            EventsCommand::Tombstone { stream, expected } => {
-                Command::Tombstone { stream, expected }
-            }
-        }
-    }
-}
+/// A write to the event store, replicated through the Raft log: the event log's own command
+/// (append with an expected version, truncate, tombstone). Everything time-dependent — the commit
+/// timestamp and the event ids — travels inside it, chosen by the node that proposes it, so every
+/// replica applying it records the same thing.
+pub type EventsCommand = Command;
 
 /// Which events a read asks for: a direction, a start, a count and an optional point in history.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -328,7 +275,7 @@ impl EventHistory {
 
     /// Applies one command in log order.
     pub fn execute(&mut self, command: EventsCommand) -> EventsOutput {
-        match self.log.execute(command.into()) {
+        match self.log.execute(command) {
             Ok((Outcome::Appended(result), _)) => EventsOutput::Appended(result),
             Ok((Outcome::Truncated { removed }, _)) => EventsOutput::Truncated { removed },
             Ok((Outcome::Tombstoned, _)) => EventsOutput::Tombstoned,

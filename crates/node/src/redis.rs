@@ -19,15 +19,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::available::{ApOperation, ApOutput, SetCondition as ApSetCondition};
-use crate::command::{self, Command, SetCondition};
+use crate::available::{ApOperation, ApOutput};
+use crate::command::{self, Command};
 use crate::handle::{NodeError, NodeHandle, strong_output, strong_result};
 use crate::machine::{MachineCommand, MachineQuery};
 use crate::metrics::Metrics;
 use crate::process::Mode;
 use crate::process::{NodeRequest, NodeResponse};
 use crate::resp::{Limits, Protocol, RequestParser, Value};
-use crate::strong::{self, StrongCommand, StrongOutput, StrongQuery};
+use crate::strong::{StrongCommand, StrongOutput, StrongQuery};
 use raft::{ClientOperation, ReadConsistency};
 
 /// Most requests one connection may have in flight before the server stops reading from it.
@@ -475,23 +475,7 @@ fn plan(command: Command, stale: bool) -> Result<(Kind, NodeRequest), Command> {
             NodeRequest::Strong(ClientOperation::Write(bytes)),
         ))
     };
-    let strong_read = |query: StrongQuery| {
-        let consistency = if stale {
-            ReadConsistency::Stale
-        } else {
-            ReadConsistency::Linearizable
-        };
-        let operation = ClientOperation::Read {
-            query: MachineQuery::Strong(query).encode(),
-            consistency,
-        };
-        let request = if stale {
-            NodeRequest::StrongLocal(operation)
-        } else {
-            NodeRequest::Strong(operation)
-        };
-        Ok((Kind::StrongRead, request))
-    };
+    let strong_read = |query: StrongQuery| Ok((Kind::StrongRead, plan_read(query, stale)));
     let available =
         |operation: ApOperation| Ok((Kind::Available, NodeRequest::Available(operation)));
     let mode = |keys: &[Vec<u8>]| {
@@ -514,21 +498,13 @@ fn plan(command: Command, stale: bool) -> Result<(Kind, NodeRequest), Command> {
             Mode::Strong => strong_write(StrongCommand::Set {
                 key,
                 value,
-                condition: match condition {
-                    SetCondition::Always => strong::SetCondition::Always,
-                    SetCondition::IfAbsent => strong::SetCondition::IfAbsent,
-                    SetCondition::IfPresent => strong::SetCondition::IfPresent,
-                },
+                condition,
                 get,
             }),
             Mode::Available => available(ApOperation::Set {
                 key,
                 value,
-                condition: match condition {
-                    SetCondition::Always => ApSetCondition::Always,
-                    SetCondition::IfAbsent => ApSetCondition::IfAbsent,
-                    SetCondition::IfPresent => ApSetCondition::IfPresent,
-                },
+                condition,
                 get,
             }),
         },
@@ -627,203 +603,124 @@ pub async fn execute(handle: &NodeHandle, command: Command, read_only: bool) -> 
     }
 }
 
-/// Keys with their positions in the request.
-type Placed = Vec<(usize, Vec<u8>)>;
-
-/// The keys of `keys` in each mode (strong, available), with their positions.
-fn split(keys: Vec<Vec<u8>>) -> (Placed, Placed) {
-    keys.into_iter()
-        .enumerate()
-        .partition(|(_, key)| Mode::of(key) == Mode::Strong)
+/// Runs a command that [`plan`] serves in one request.
+async fn single(handle: &NodeHandle, command: Command, stale: bool) -> Result<Value, NodeError> {
+    match plan(command, stale) {
+        Ok((_, request)) => single_request(handle, request).await,
+        Err(command) => Ok(Value::error(format!(
+            "ERR '{}' is not served here",
+            command.name()
+        ))),
+    }
 }
 
-async fn strong_write(handle: &NodeHandle, command: StrongCommand) -> Result<Value, NodeError> {
-    Ok(strong_value(handle.strong_write(command).await?))
+async fn single_request(handle: &NodeHandle, request: NodeRequest) -> Result<Value, NodeError> {
+    Ok(response_value(handle.submit(request).await?.wait().await?))
 }
 
-async fn strong_read(
-    handle: &NodeHandle,
-    query: StrongQuery,
-    stale: bool,
-) -> Result<Value, NodeError> {
-    Ok(strong_value(handle.strong_read(query, stale).await?.0))
+/// The request reading `query` from the strong keyspace (this replica's state when `stale`).
+fn plan_read(query: StrongQuery, stale: bool) -> NodeRequest {
+    let consistency = if stale {
+        ReadConsistency::Stale
+    } else {
+        ReadConsistency::Linearizable
+    };
+    let operation = ClientOperation::Read {
+        query: MachineQuery::Strong(query).encode(),
+        consistency,
+    };
+    if stale {
+        NodeRequest::StrongLocal(operation)
+    } else {
+        NodeRequest::Strong(operation)
+    }
 }
 
-async fn available(handle: &NodeHandle, operation: ApOperation) -> Result<Value, NodeError> {
-    Ok(available_value(handle.available(operation).await?))
+/// The keys in each mode (strong, available), each with its position in the request.
+fn split_keys(keys: Vec<Vec<u8>>) -> [(Vec<usize>, Vec<Vec<u8>>); 2] {
+    let mut parts: [(Vec<usize>, Vec<Vec<u8>>); 2] = Default::default();
+    for (position, key) in keys.into_iter().enumerate() {
+        let part = &mut parts[usize::from(Mode::of(&key) == Mode::Available)];
+        part.0.push(position);
+        part.1.push(key);
+    }
+    parts
 }
 
+/// Runs a command of several steps: multi-key commands spanning both keyspaces (one request per
+/// keyspace: atomic within each, not across the two), `DBSIZE` and `INFO`. Everything else is
+/// one request.
 async fn run(handle: &NodeHandle, command: Command, stale: bool) -> Result<Value, NodeError> {
     match command {
-        Command::Get(key) => match Mode::of(&key) {
-            Mode::Strong => strong_read(handle, StrongQuery::Get(key), stale).await,
-            Mode::Available => available(handle, ApOperation::Get(key)).await,
-        },
-        Command::Set {
-            key,
-            value,
-            condition,
-            get,
-        } => match Mode::of(&key) {
-            Mode::Strong => {
-                let condition = match condition {
-                    SetCondition::Always => strong::SetCondition::Always,
-                    SetCondition::IfAbsent => strong::SetCondition::IfAbsent,
-                    SetCondition::IfPresent => strong::SetCondition::IfPresent,
-                };
-                let command = StrongCommand::Set {
-                    key,
-                    value,
-                    condition,
-                    get,
-                };
-                strong_write(handle, command).await
-            }
-            Mode::Available => {
-                let condition = match condition {
-                    SetCondition::Always => ApSetCondition::Always,
-                    SetCondition::IfAbsent => ApSetCondition::IfAbsent,
-                    SetCondition::IfPresent => ApSetCondition::IfPresent,
-                };
-                let operation = ApOperation::Set {
-                    key,
-                    value,
-                    condition,
-                    get,
-                };
-                available(handle, operation).await
-            }
-        },
         Command::Del(keys) => {
-            count_by_mode(handle, keys, StrongCommand::Del, ApOperation::Del).await
-        }
-        Command::Exists(keys) => {
-            let (strong_keys, available_keys) = split(keys);
             let mut total = 0;
-            if !strong_keys.is_empty() {
-                let keys = strong_keys.into_iter().map(|(_, key)| key).collect();
-                total += integer(strong_read(handle, StrongQuery::Exists(keys), stale).await?);
-            }
-            if !available_keys.is_empty() {
-                let keys = available_keys.into_iter().map(|(_, key)| key).collect();
-                total += integer(available(handle, ApOperation::Exists(keys)).await?);
+            for (_, keys) in split_keys(keys) {
+                if !keys.is_empty() {
+                    let answer = single(handle, Command::Del(keys), stale).await?;
+                    if answer.is_error() {
+                        return Ok(answer);
+                    }
+                    total += integer(answer);
+                }
             }
             Ok(Value::Integer(total))
         }
-        Command::IncrBy { key, delta } => match Mode::of(&key) {
-            Mode::Strong => strong_write(handle, StrongCommand::IncrBy { key, delta }).await,
-            Mode::Available => available(handle, ApOperation::IncrBy { key, delta }).await,
-        },
+        Command::Exists(keys) => {
+            let mut total = 0;
+            for (_, keys) in split_keys(keys) {
+                if !keys.is_empty() {
+                    let answer = single(handle, Command::Exists(keys), stale).await?;
+                    if answer.is_error() {
+                        return Ok(answer);
+                    }
+                    total += integer(answer);
+                }
+            }
+            Ok(Value::Integer(total))
+        }
         Command::MGet(keys) => {
-            let count = keys.len();
-            let (strong_keys, available_keys) = split(keys);
-            let mut values = vec![Value::Null; count];
-            for (part, keys) in [
-                (Mode::Strong, strong_keys),
-                (Mode::Available, available_keys),
-            ] {
+            let mut values = vec![Value::Null; keys.len()];
+            for (positions, keys) in split_keys(keys) {
                 if keys.is_empty() {
                     continue;
                 }
-                let (positions, keys): (Vec<usize>, Vec<Vec<u8>>) = keys.into_iter().unzip();
-                let answer = match part {
-                    Mode::Strong => strong_read(handle, StrongQuery::MGet(keys), stale).await?,
-                    Mode::Available => available(handle, ApOperation::MGet(keys)).await?,
-                };
-                if let Value::Array(items) = answer {
-                    for (position, item) in positions.into_iter().zip(items) {
-                        values[position] = item;
+                match single(handle, Command::MGet(keys), stale).await? {
+                    Value::Array(items) => {
+                        for (position, item) in positions.into_iter().zip(items) {
+                            values[position] = item;
+                        }
                     }
+                    error => return Ok(error),
                 }
             }
             Ok(Value::Array(values))
         }
         Command::MSet(pairs) => {
-            // Atomic within each keyspace; the two keyspaces are written one after the other.
             let (strong_pairs, available_pairs): (Vec<_>, Vec<_>) = pairs
                 .into_iter()
                 .partition(|(key, _)| Mode::of(key) == Mode::Strong);
-            if !strong_pairs.is_empty() {
-                strong_write(handle, StrongCommand::MSet(strong_pairs)).await?;
-            }
-            if !available_pairs.is_empty() {
-                available(handle, ApOperation::MSet(available_pairs)).await?;
+            for pairs in [strong_pairs, available_pairs] {
+                if !pairs.is_empty() {
+                    let answer = single(handle, Command::MSet(pairs), stale).await?;
+                    if answer.is_error() {
+                        return Ok(answer);
+                    }
+                }
             }
             Ok(Value::ok())
         }
-        Command::SAdd { key, members } => match Mode::of(&key) {
-            Mode::Strong => strong_write(handle, StrongCommand::SAdd { key, members }).await,
-            Mode::Available => available(handle, ApOperation::SAdd { key, members }).await,
-        },
-        Command::SRem { key, members } => match Mode::of(&key) {
-            Mode::Strong => strong_write(handle, StrongCommand::SRem { key, members }).await,
-            Mode::Available => available(handle, ApOperation::SRem { key, members }).await,
-        },
-        Command::SMembers(key) => match Mode::of(&key) {
-            Mode::Strong => strong_read(handle, StrongQuery::SMembers(key), stale).await,
-            Mode::Available => available(handle, ApOperation::SMembers(key)).await,
-        },
-        Command::SIsMember { key, member } => match Mode::of(&key) {
-            Mode::Strong => {
-                strong_read(handle, StrongQuery::SIsMember { key, member }, stale).await
-            }
-            Mode::Available => available(handle, ApOperation::SIsMember { key, member }).await,
-        },
-        Command::SCard(key) => match Mode::of(&key) {
-            Mode::Strong => strong_read(handle, StrongQuery::SCard(key), stale).await,
-            Mode::Available => available(handle, ApOperation::SCard(key)).await,
-        },
-        Command::HSet { key, pairs } => match Mode::of(&key) {
-            Mode::Strong => strong_write(handle, StrongCommand::HSet { key, pairs }).await,
-            Mode::Available => available(handle, ApOperation::HSet { key, pairs }).await,
-        },
-        Command::HGet { key, field } => match Mode::of(&key) {
-            Mode::Strong => strong_read(handle, StrongQuery::HGet { key, field }, stale).await,
-            Mode::Available => available(handle, ApOperation::HGet { key, field }).await,
-        },
-        Command::HDel { key, fields } => match Mode::of(&key) {
-            Mode::Strong => strong_write(handle, StrongCommand::HDel { key, fields }).await,
-            Mode::Available => available(handle, ApOperation::HDel { key, fields }).await,
-        },
-        Command::HGetAll(key) => match Mode::of(&key) {
-            Mode::Strong => strong_read(handle, StrongQuery::HGetAll(key), stale).await,
-            Mode::Available => available(handle, ApOperation::HGetAll(key)).await,
-        },
-        Command::Type(key) => match Mode::of(&key) {
-            Mode::Strong => strong_read(handle, StrongQuery::Type(key), stale).await,
-            Mode::Available => available(handle, ApOperation::Type(key)).await,
-        },
         Command::DbSize => {
-            let strong = integer(strong_read(handle, StrongQuery::DbSize, stale).await?);
-            let available = integer(available(handle, ApOperation::DbSize).await?);
-            Ok(Value::Integer(strong + available))
+            let strong = single_request(handle, plan_read(StrongQuery::DbSize, stale)).await?;
+            let available = NodeRequest::Available(ApOperation::DbSize);
+            let available = single_request(handle, available).await?;
+            if strong.is_error() {
+                return Ok(strong);
+            }
+            Ok(Value::Integer(integer(strong) + integer(available)))
         }
         Command::Info(section) => info(handle, section.as_deref()).await,
-        other => Ok(Value::error(format!(
-            "ERR '{}' is not served here",
-            other.name()
-        ))),
+        command => single(handle, command, stale).await,
     }
-}
-
-/// DEL: the strong keys in one Raft command, the available ones in one local operation.
-async fn count_by_mode(
-    handle: &NodeHandle,
-    keys: Vec<Vec<u8>>,
-    strong_command: fn(Vec<Vec<u8>>) -> StrongCommand,
-    available_operation: fn(Vec<Vec<u8>>) -> ApOperation,
-) -> Result<Value, NodeError> {
-    let (strong_keys, available_keys) = split(keys);
-    let mut total = 0;
-    if !strong_keys.is_empty() {
-        let keys = strong_keys.into_iter().map(|(_, key)| key).collect();
-        total += integer(strong_write(handle, strong_command(keys)).await?);
-    }
-    if !available_keys.is_empty() {
-        let keys = available_keys.into_iter().map(|(_, key)| key).collect();
-        total += integer(available(handle, available_operation(keys)).await?);
-    }
-    Ok(Value::Integer(total))
 }
 
 fn integer(value: Value) -> i64 {

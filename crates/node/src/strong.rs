@@ -12,16 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A key or field name: Redis keys are binary.
 pub type Bytes = Vec<u8>;
 
-/// When `SET` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SetCondition {
-    /// Always.
-    Always,
-    /// Only when the key does not exist (`NX`).
-    IfAbsent,
-    /// Only when the key exists (`XX`).
-    IfPresent,
-}
+pub use crate::command::SetCondition;
 
 /// One value in the strong keyspace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -28,6 +28,8 @@ impl Cluster {
             .map(|&id| {
                 let mut config = RaftConfig::new(id, voters.iter().copied());
                 config.snapshot_threshold_entries = 0;
+                // As a production node runs it: no per-entry report for tracing or checkers.
+                config.report_applied = false;
                 Replica::new(config, RecoveredState::default(), Kv::new(), 0).expect("replica")
             })
             .collect();
@@ -227,7 +229,7 @@ fn bench_codec(c: &mut Criterion) {
             payload: EntryPayload::Command {
                 client_id: 1,
                 sequence: index,
-                command: vec![7; 64],
+                command: vec![7; 64].into(),
             },
         })
         .collect();

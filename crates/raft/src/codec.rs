@@ -133,7 +133,7 @@ mod tests {
                     payload: EntryPayload::Command {
                         client_id: 9,
                         sequence: 1,
-                        command: b"x".to_vec(),
+                        command: b"x".to_vec().into(),
                     },
                 }],
                 leader_commit: 4,

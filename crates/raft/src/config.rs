@@ -47,6 +47,10 @@ pub struct RaftConfig {
     pub max_sessions: usize,
     /// Seed of the replica's random choices (election timeouts).
     pub seed: u64,
+    /// Emit [`Effect::Applied`](crate::Effect::Applied) (index, term and a payload fingerprint)
+    /// for every applied entry: what tracing and safety checkers consume. A production node that
+    /// runs neither turns it off and skips fingerprinting every entry.
+    pub report_applied: bool,
 }
 
 impl RaftConfig {
@@ -71,6 +75,7 @@ impl RaftConfig {
             snapshot_bytes_max: 256 * 1024 * 1024,
             max_sessions: 10_000,
             seed: id,
+            report_applied: true,
         }
     }
 

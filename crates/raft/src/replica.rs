@@ -771,12 +771,14 @@ impl<M: StateMachine> Replica<M> {
                 break;
             };
             self.applied_index = index;
-            let payload_crc = payload_fingerprint(&entry.payload);
-            self.effects.push_back(Effect::Applied(AppliedEntry {
-                index,
-                term: entry.term,
-                payload_crc,
-            }));
+            if self.config.report_applied {
+                let payload_crc = payload_fingerprint(&entry.payload);
+                self.effects.push_back(Effect::Applied(AppliedEntry {
+                    index,
+                    term: entry.term,
+                    payload_crc,
+                }));
+            }
             let is_membership = matches!(entry.payload, EntryPayload::Membership(_));
             // Commands, the hot path, are applied in place: the entry stays borrowed from the log
             // while the session table and the state machine change, instead of being cloned.
@@ -908,7 +910,7 @@ mod tests {
         let payload = EntryPayload::Command {
             client_id: 0x0102_0304_0506_0708,
             sequence: 42,
-            command: b"put k v".to_vec(),
+            command: b"put k v".to_vec().into(),
         };
         let mut bytes = vec![1];
         bytes.extend_from_slice(&0x0102_0304_0506_0708u64.to_le_bytes());

@@ -96,7 +96,7 @@ impl<M: StateMachine> Replica<M> {
                 let index = self.append_new_entry(EntryPayload::Command {
                     client_id,
                     sequence,
-                    command,
+                    command: command.into(),
                 });
                 self.proposals.insert((client_id, sequence), index);
                 index

@@ -73,9 +73,10 @@ pub enum EntryPayload {
         /// The session's request number; a retried request reuses it and is applied once.
         sequence: u64,
         /// State-machine specific bytes (for the KV store, an encoded `KvCommand`).
-        // As bytes, not a sequence of u8: the same postcard encoding, written with one copy.
-        #[serde(with = "serde_bytes")]
-        command: Vec<u8>,
+        // Shared, immutable bytes: the log, every AppendEntries carrying the entry and the
+        // persist request hold the same buffer instead of copies. Serialised as a byte string
+        // (the same postcard encoding as `serde_bytes` on a `Vec<u8>`).
+        command: bytes::Bytes,
     },
     /// A new cluster configuration; takes effect as soon as it is appended (dissertation §4.1).
     Membership(Membership),

@@ -28,7 +28,7 @@ fn command(index: u64, term: u64, tag: u8) -> Entry {
         payload: EntryPayload::Command {
             client_id: 1,
             sequence: index,
-            command: vec![tag],
+            command: vec![tag].into(),
         },
     }
 }
@@ -1005,7 +1005,7 @@ fn b16_retried_write_applied_exactly_once() {
         payload: EntryPayload::Command {
             client_id: 5,
             sequence: 1,
-            command: bump.clone(),
+            command: bump.clone().into(),
         },
     };
     let mut follower = replica(

@@ -22,7 +22,8 @@ fn entry_strategy() -> impl Strategy<Value = Entry> {
                     key: "n".into(),
                     delta: 1,
                 }
-                .encode(),
+                .encode()
+                .into(),
             }
         },
     })

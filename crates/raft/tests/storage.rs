@@ -13,7 +13,7 @@ fn entry(index: u64, term: u64) -> Entry {
         payload: EntryPayload::Command {
             client_id: 1,
             sequence: index,
-            command: vec![index as u8; 16],
+            command: vec![index as u8; 16].into(),
         },
     }
 }

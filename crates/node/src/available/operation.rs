@@ -6,16 +6,7 @@ use thiserror::Error;
 /// A key, field, member or value: Redis strings are binary.
 pub type Bytes = Vec<u8>;
 
-/// When `SET` writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SetCondition {
-    /// Always.
-    Always,
-    /// Only when the key does not exist here (`NX`).
-    IfAbsent,
-    /// Only when the key exists here (`XX`).
-    IfPresent,
-}
+pub use crate::command::SetCondition;
 
 /// One client operation on `ap:` keys. Conditions (`NX`, `XX`) and answers are judged against
 /// what this node has seen: another node may concurrently have written the key.

@@ -69,6 +69,8 @@ pub struct RaftSettings {
     pub give_up_ms: u64,
     /// Serve linearizable reads from the leader lease instead of a ReadIndex round.
     pub lease_reads: bool,
+    /// Report every applied entry (the safety observer needs it; a production node does not).
+    pub report_applied: bool,
 }
 
 impl RaftSettings {
@@ -86,6 +88,7 @@ impl RaftSettings {
             attempt_timeout_ms: 400,
             give_up_ms: 1_500,
             lease_reads: false,
+            report_applied: true,
         }
     }
 
@@ -97,6 +100,7 @@ impl RaftSettings {
         config.snapshot_threshold_entries = self.snapshot_threshold_entries;
         config.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
         config.lease_reads = self.lease_reads;
+        config.report_applied = self.report_applied;
         config.seed = seed;
         config
     }
@@ -1258,7 +1262,7 @@ mod tests {
             payload: EntryPayload::Command {
                 client_id: 1,
                 sequence: index,
-                command: put.encode(),
+                command: put.encode().into(),
             },
         }
     }
