@@ -66,7 +66,7 @@ impl RaftConfig {
             check_quorum: true,
             lease_reads: false,
             clock_drift_bound_ms: 15,
-            max_entries_per_message: 64,
+            max_entries_per_message: 1024,
             max_bytes_per_message: 1024 * 1024,
             max_inflight_messages: 8,
             max_pending_requests: 10_000,
