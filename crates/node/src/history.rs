@@ -16,8 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clock::HlcTimestamp;
 use events::{
-    AppendResult, AsOf, Command, CommandError, Direction, EventData, EventLog, ExpectedVersion,
-    LogRecord, Outcome, ReadError, RecordedEvent, StreamRevision, Uuid,
+    AppendResult, Command, CommandError, Direction, EventData, EventLog, ExpectedVersion,
+    LogRecord, Outcome, ReadError, ReadOptions, RecordedEvent, StreamRevision, Uuid,
 };
 use raft::{ClientOperation, ReadConsistency};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -39,60 +39,9 @@ pub const READ_SIZE_MAX_BYTES: usize = 8 * 1024 * 1024;
 /// replica applying it records the same thing.
 pub type EventsCommand = Command;
 
-/// Which events a read asks for: a direction, a start, a count and an optional point in history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadRange {
-    /// Which way to walk.
-    pub direction: Direction,
-    /// First revision (stream reads) or position (`$all` reads) to return, inclusive; `None`
-    /// starts at the beginning going forwards and at the end going backwards.
-    pub from: Option<u64>,
-    /// Most events to return (clamped to [`READ_COUNT_MAX`]).
-    pub limit: u64,
-    /// Read history as of this revision, position or time (time travel).
-    pub as_of: Option<AsOf>,
-}
-
-impl ReadRange {
-    /// From the beginning, forwards, up to [`READ_COUNT_MAX`] events.
-    pub fn forwards() -> Self {
-        Self {
-            direction: Direction::Forwards,
-            from: None,
-            limit: READ_COUNT_MAX,
-            as_of: None,
-        }
-    }
-
-    /// From the end, backwards, up to [`READ_COUNT_MAX`] events.
-    pub fn backwards() -> Self {
-        Self {
-            direction: Direction::Backwards,
-            ..Self::forwards()
-        }
-    }
-
-    /// The same range starting at revision or position `from`.
-    #[must_use]
-    pub fn from(mut self, from: u64) -> Self {
-        self.from = Some(from);
-        self
-    }
-
-    /// The same range returning at most `limit` events.
-    #[must_use]
-    pub fn limit(mut self, limit: u64) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    /// The same range seeing history only as of `as_of`.
-    #[must_use]
-    pub fn as_of(mut self, as_of: AsOf) -> Self {
-        self.as_of = Some(as_of);
-        self
-    }
-}
+/// Which events a read asks for: the event log's own read options (direction, start, count,
+/// point in history); the count is clamped to [`READ_COUNT_MAX`] per read.
+pub type ReadRange = ReadOptions;
 
 /// A read answered from the event store's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,7 +257,7 @@ impl EventHistory {
             stream,
             range.direction,
             range.from,
-            range.limit.min(READ_COUNT_MAX) as usize,
+            range.max_count.min(READ_COUNT_MAX as usize),
             range.as_of,
             u64::MAX,
         )?;
@@ -325,7 +274,7 @@ impl EventHistory {
         let positions = self.log.read_all_positions(
             range.direction,
             range.from,
-            range.limit.min(READ_COUNT_MAX) as usize,
+            range.max_count.min(READ_COUNT_MAX as usize),
             range.as_of,
             u64::MAX,
         )?;
@@ -366,7 +315,7 @@ impl EventHistory {
         cut: bool,
         key: impl Fn(&RecordedEvent) -> u64,
     ) -> Option<u64> {
-        let full = events.len() as u64 >= range.limit.min(READ_COUNT_MAX);
+        let full = events.len() >= range.max_count.min(READ_COUNT_MAX as usize);
         let last = events.last().map(key)?;
         if !(full || cut) {
             return None;
@@ -630,6 +579,8 @@ mod tests {
     use events::Metadata;
     use raft::StateMachine;
 
+    use events::AsOf;
+
     use super::*;
     use crate::machine::NodeMachine;
 
@@ -839,16 +790,16 @@ mod tests {
         let revisions: Vec<u64> = even.events.iter().map(|event| event.revision).collect();
         assert_eq!(revisions, [0, 1, 2]);
 
-        let back = read_stream(&machine, "even", ReadRange::backwards().limit(2));
+        let back = read_stream(&machine, "even", ReadRange::backwards().max_count(2));
         assert_eq!(types(&back), ["E4", "E2"]);
         assert_eq!(back.next, Some(0));
         let rest = read_stream(&machine, "even", ReadRange::backwards().from(0));
         assert_eq!(types(&rest), ["E0"]);
 
-        let page = read_all(&machine, ReadRange::forwards().from(1).limit(2));
+        let page = read_all(&machine, ReadRange::forwards().from(1).max_count(2));
         assert_eq!(types(&page), ["E1", "E2"]);
         assert_eq!(page.next, Some(3));
-        let page = read_all(&machine, ReadRange::forwards().from(3).limit(2));
+        let page = read_all(&machine, ReadRange::forwards().from(3).max_count(2));
         assert_eq!(types(&page), ["E3", "E4"]);
         let end = read_all(&machine, ReadRange::forwards().from(5));
         assert!(end.events.is_empty());
@@ -1031,7 +982,7 @@ mod tests {
                 ..
             })
         ));
-        let last = read_stream(&restored, "c", ReadRange::backwards().limit(1));
+        let last = read_stream(&restored, "c", ReadRange::backwards().max_count(1));
         assert!(last.events[0].recorded_at > at(7), "time never goes back");
     }
 
@@ -1160,7 +1111,7 @@ mod tests {
         };
         assert_eq!(slice.events.len(), 2, "8 MiB budget holds two 3 MiB events");
         assert_eq!(slice.next, Some(2));
-        let range = ReadRange::forwards().limit(u64::MAX);
+        let range = ReadRange::forwards().max_count(usize::MAX);
         let EventsOutput::Events(slice) = history.query(&EventsQuery::ReadStream {
             stream: "big".into(),
             range: range.from(2),

@@ -42,7 +42,7 @@ pub const APPEND_BODY_MAX_BYTES: usize = 8 * 1024 * 1024;
 pub const SUBSCRIPTION_POLL_MS: u64 = 100;
 
 /// Events a subscription fetches per read.
-const SUBSCRIPTION_BATCH: u64 = 512;
+const SUBSCRIPTION_BATCH: usize = 512;
 
 /// The event store's routes, to merge into the node's HTTP router.
 pub fn routes() -> Router<HttpState> {
@@ -370,7 +370,7 @@ impl ReadParams {
         Ok(ReadRange {
             direction,
             from,
-            limit: self.limit.unwrap_or(READ_COUNT_MAX),
+            max_count: usize::try_from(self.limit.unwrap_or(READ_COUNT_MAX)).unwrap_or(usize::MAX),
             as_of,
         })
     }
@@ -485,7 +485,7 @@ impl Cursor {
         }
         let range = ReadRange::forwards()
             .from(self.position)
-            .limit(SUBSCRIPTION_BATCH);
+            .max_count(SUBSCRIPTION_BATCH);
         match self.state.handle.events_read_all(range).await {
             Ok(slice) => {
                 self.last_error = None;

@@ -183,7 +183,7 @@ fn read_all(simulation: &mut Simulation<NodeProcess>, node: NodeId, seed: u64) -
     let mut from = 0;
     let mut head_position = 0;
     for _page in 0..1_000 {
-        let range = ReadRange::forwards().from(from).limit(7);
+        let range = ReadRange::forwards().from(from).max_count(7);
         let answer = call(
             simulation,
             node,
