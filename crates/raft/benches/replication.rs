@@ -49,22 +49,7 @@ impl Cluster {
     fn run(&mut self, now_ms: u64) {
         while let Some((node, input)) = self.queue.pop_front() {
             self.replicas[node].step(now_ms, input);
-            while let Some(effect) = self.replicas[node].poll_effect() {
-                match effect {
-                    Effect::Send(message) => {
-                        let to = (message.to - 1) as usize;
-                        self.queue.push_back((to, Input::Message(message)));
-                    }
-                    Effect::Persist(request) => self
-                        .queue
-                        .push_back((node, Input::PersistDone(request.token))),
-                    Effect::Reply(reply) => {
-                        self.replies += 1;
-                        self.answered.push(reply.client_id);
-                    }
-                    _ => {}
-                }
-            }
+            self.collect_effects(node);
         }
     }
 
