@@ -1,23 +1,23 @@
 //! Benchmarks: end-to-end commit throughput of an in-memory 3-replica cluster (instant network and
 //! storage, so this measures the protocol code), message codec, and quorum arithmetic.
 
-use std::collections::VecDeque;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use raft::{
     ClientOperation, ClientRequest, Effect, Entry, EntryPayload, Input, Kv, KvCommand, Membership,
     Message, MessageBody, RaftConfig, RecoveredState, Replica, Role, codec, quorum,
 };
 
-/// Delivers every effect at once: messages and persist acknowledgements go to a FIFO queue.
+/// Delivers every effect at once, in rounds: messages and persist acknowledgements go to the
+/// addressee's inbox for the next round.
 struct Cluster {
     replicas: Vec<Replica<Kv>>,
-    queue: VecDeque<(usize, Input)>,
+    /// Per-replica inputs for the next round, in the order they were produced.
+    inboxes: Vec<Vec<Input>>,
+    /// The inboxes being delivered in the current round (kept to reuse their allocations).
+    delivering: Vec<Vec<Input>>,
     replies: usize,
     /// Clients whose request was answered since the last look (closed-loop benchmark).
     answered: Vec<u64>,
-    /// Per-replica input buffers of a delivery round (kept to reuse their allocations).
-    inboxes: Vec<Vec<Input>>,
 }
 
 impl Cluster {
@@ -34,23 +34,28 @@ impl Cluster {
             })
             .collect();
         let mut cluster = Self {
+            inboxes: (0..size).map(|_| Vec::new()).collect(),
+            delivering: (0..size).map(|_| Vec::new()).collect(),
             replicas,
-            queue: VecDeque::new(),
             replies: 0,
             answered: Vec::new(),
-            inboxes: Vec::new(),
         };
-        cluster.queue.push_back((0, Input::Timeout));
-        cluster.run(1_000);
+        cluster.inboxes[0].push(Input::Timeout);
+        cluster.run();
         assert_eq!(cluster.replicas[0].role(), Role::Leader);
         cluster
     }
 
-    fn run(&mut self, now_ms: u64) {
-        while let Some((node, input)) = self.queue.pop_front() {
-            self.replicas[node].step(now_ms, input);
-            self.collect_effects(node);
+    /// Delivers rounds until nothing is left in flight.
+    fn run(&mut self) {
+        while self.in_flight() > 0 {
+            self.deliver_round();
         }
+    }
+
+    /// Inputs waiting for the next round.
+    fn in_flight(&self) -> usize {
+        self.inboxes.iter().map(Vec::len).sum()
     }
 
     fn commit_batch(&mut self, sequence: &mut u64, batch: usize) {
@@ -65,10 +70,10 @@ impl Cluster {
                 sequence: *sequence,
                 operation: ClientOperation::Write(command.encode()),
             };
-            self.queue.push_back((0, Input::Client(request)));
+            self.inboxes[0].push(Input::Client(request));
         }
         let before = self.replies;
-        self.run(1_000);
+        self.run();
         assert_eq!(
             self.replies - before,
             batch,
@@ -118,40 +123,37 @@ impl Cluster {
         for client in 1..=clients {
             sequences[client as usize] += 1;
             let input = write_request(puts, client, sequences[client as usize]);
-            self.queue.push_back((0, input));
+            self.inboxes[0].push(input);
         }
         let target = self.replies + writes;
+        let mut answered = Vec::new();
         while self.replies < target {
             self.deliver_round();
-            for client in std::mem::take(&mut self.answered) {
-                if self.replies + self.queue.len() < target + clients as usize {
+            std::mem::swap(&mut answered, &mut self.answered);
+            for client in answered.drain(..) {
+                if self.replies + self.in_flight() < target + clients as usize {
                     sequences[client as usize] += 1;
                     let input = write_request(puts, client, sequences[client as usize]);
-                    self.queue.push_back((0, input));
+                    self.inboxes[0].push(input);
                 }
             }
         }
         // Drain what is still in flight (also in rounds) so the next iteration starts clean.
-        while !self.queue.is_empty() {
-            self.deliver_round();
-        }
+        self.run();
         self.answered.clear();
     }
 
     /// Hands each replica everything queued for it in one `step_many`.
     fn deliver_round(&mut self) {
-        let mut inboxes = std::mem::take(&mut self.inboxes);
-        inboxes.resize_with(self.replicas.len(), Vec::new);
-        for (node, input) in self.queue.drain(..) {
-            inboxes[node].push(input);
-        }
-        for (node, inbox) in inboxes.iter_mut().enumerate() {
+        std::mem::swap(&mut self.inboxes, &mut self.delivering);
+        let mut delivering = std::mem::take(&mut self.delivering);
+        for (node, inbox) in delivering.iter_mut().enumerate() {
             if !inbox.is_empty() {
                 self.replicas[node].step_many(1_000, inbox.drain(..));
                 self.collect_effects(node);
             }
         }
-        self.inboxes = inboxes;
+        self.delivering = delivering;
     }
 
     fn collect_effects(&mut self, node: usize) {
@@ -159,11 +161,11 @@ impl Cluster {
             match effect {
                 Effect::Send(message) => {
                     let to = (message.to - 1) as usize;
-                    self.queue.push_back((to, Input::Message(message)));
+                    self.inboxes[to].push(Input::Message(message));
                 }
-                Effect::Persist(request) => self
-                    .queue
-                    .push_back((node, Input::PersistDone(request.token))),
+                Effect::Persist(request) => {
+                    self.inboxes[node].push(Input::PersistDone(request.token))
+                }
                 Effect::Reply(reply) => {
                     self.replies += 1;
                     self.answered.push(reply.client_id);

@@ -226,7 +226,7 @@ impl RaftLog {
             .rev()
             .filter(|e| e.index <= index)
             .find_map(|e| match &e.payload {
-                EntryPayload::Membership(m) => Some(m.clone()),
+                EntryPayload::Membership(m) => Some(Membership::clone(m)),
                 _ => None,
             })
             .unwrap_or_else(|| self.snapshot.membership.clone())

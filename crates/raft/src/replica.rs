@@ -816,12 +816,8 @@ impl<M: StateMachine> Replica<M> {
         self.serve_ready_reads();
     }
 
-    pub(crate) fn snapshot_data(&self) -> Vec<u8> {
-        let data = SnapshotData {
-            state: self.state_machine.snapshot(),
-            sessions: self.sessions.clone(),
-        };
-        postcard::to_allocvec(&data).unwrap_or_default()
+    pub(crate) fn snapshot_data(&self) -> bytes::Bytes {
+        encode_snapshot_data(&self.state_machine.snapshot(), &self.sessions).into()
     }
 
     fn maybe_take_snapshot(&mut self) {
@@ -846,6 +842,23 @@ impl<M: StateMachine> Replica<M> {
         self.latest_snapshot = Some(snapshot.clone());
         self.persist.snapshot = Some(snapshot);
     }
+}
+
+/// The encoding of `SnapshotData { state, sessions }`, from borrowed parts: the session table is
+/// not copied to be encoded.
+fn encode_snapshot_data(state: &[u8], sessions: &Sessions) -> Vec<u8> {
+    /// Encodes as `SnapshotData` (a byte string is a length and the bytes, like a `Vec<u8>`).
+    #[derive(Serialize)]
+    struct Borrowed<'a> {
+        #[serde(with = "serde_bytes")]
+        state: &'a [u8],
+        sessions: &'a Sessions,
+    }
+    // Sized up front (a session record is typically a few dozen bytes) so the encoding does not
+    // grow, and copy, its buffer several times.
+    let estimate = state.len() + 64 * sessions.len() + 16;
+    postcard::to_extend(&Borrowed { state, sessions }, Vec::with_capacity(estimate))
+        .unwrap_or_default()
 }
 
 /// Replies to every client waiting for the entry at `index` (usually one; more after retries).
@@ -904,6 +917,22 @@ fn payload_fingerprint(payload: &EntryPayload) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_data_encodes_as_the_owned_struct() {
+        let mut sessions = Sessions::default();
+        for client_id in [3u64, 1, 2] {
+            let applied = sessions.apply(client_id, 5, client_id, 10, b"c", |_, out| {
+                out.extend_from_slice(&[client_id as u8; 70])
+            });
+            assert!(applied.is_ok());
+        }
+        let state = vec![9u8; 300];
+        let bytes = encode_snapshot_data(&state, &sessions);
+        let owned = SnapshotData { state, sessions };
+        assert_eq!(bytes, postcard::to_allocvec(&owned).expect("encode"));
+        assert_eq!(postcard::from_bytes::<SnapshotData>(&bytes), Ok(owned));
+    }
 
     #[test]
     fn command_fingerprint_is_the_crc_of_tag_session_and_bytes() {

@@ -309,23 +309,27 @@ impl<M: StateMachine> Replica<M> {
         } else {
             target
         };
-        let index = self.append_new_entry(EntryPayload::Membership(entry));
+        let index = self.append_new_entry(EntryPayload::Membership(Box::new(entry)));
         self.pending_writes.add(index, client_id, sequence);
         self.broadcast_append();
     }
 
     /// Leader: once a joint configuration is committed, move to the new configuration alone.
     pub(crate) fn maybe_leave_joint(&mut self) {
+        if self.role != Role::Leader || !self.membership.is_joint() {
+            return;
+        }
+        // Only now look for the latest configuration entry: it is a scan back through the log.
         let committed = self
             .log
             .latest_membership_index()
             .is_none_or(|i| i <= self.commit_index);
-        if self.role == Role::Leader && self.membership.is_joint() && committed {
+        if committed {
             let next = Membership {
                 outgoing_voters: Default::default(),
                 ..self.membership.clone()
             };
-            self.append_new_entry(EntryPayload::Membership(next));
+            self.append_new_entry(EntryPayload::Membership(Box::new(next)));
             self.broadcast_append();
         }
     }

@@ -135,7 +135,10 @@ impl<M: StateMachine> Replica<M> {
         let Some((meta, data)) = self.incoming_snapshot.take() else {
             return;
         };
-        let installed = self.install_snapshot(Snapshot { meta, data });
+        let installed = self.install_snapshot(Snapshot {
+            meta,
+            data: data.into(),
+        });
         let match_index = if installed { self.commit_index } else { 0 };
         let body = answer(0, installed, match_index);
         self.send(leader, term, body, Gate::Log);

@@ -79,7 +79,9 @@ pub enum EntryPayload {
         command: bytes::Bytes,
     },
     /// A new cluster configuration; takes effect as soon as it is appended (dissertation §4.1).
-    Membership(Membership),
+    // Boxed: configurations are rare, and inline they would make every command entry a third
+    // larger (the log holds millions of entries). Same encoding as the unboxed value.
+    Membership(Box<Membership>),
 }
 
 /// One record of the replicated log.
@@ -124,6 +126,7 @@ pub struct Snapshot {
     /// What the snapshot covers.
     pub meta: SnapshotMeta,
     /// Encoded state: see `SnapshotData` in the replica module.
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
+    // Shared bytes: the replica keeps the latest snapshot to send to followers and hands the same
+    // buffer to storage. Encoded as a byte string, like `serde_bytes` on a `Vec<u8>`.
+    pub data: bytes::Bytes,
 }

@@ -65,7 +65,7 @@ fn exercise(storage: &mut dyn Storage) {
     };
     let snapshot = Snapshot {
         meta,
-        data: b"state".to_vec(),
+        data: b"state".to_vec().into(),
     };
     storage
         .write(&PersistRequest {
@@ -273,7 +273,7 @@ fn record_keys_recover_after_every_prefix_of_writes() {
                     term: 2,
                     membership: Membership::with_voters([1]),
                 },
-                data: b"s".to_vec(),
+                data: b"s".to_vec().into(),
             }),
             ..PersistRequest::default()
         },
