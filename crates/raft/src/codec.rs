@@ -135,7 +135,8 @@ mod tests {
                         sequence: 1,
                         command: b"x".to_vec().into(),
                     },
-                }],
+                }]
+                .into(),
                 leader_commit: 4,
                 heartbeat_seq: 7,
             },

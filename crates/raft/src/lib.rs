@@ -83,6 +83,6 @@ pub use replica::{
 };
 pub use storage::{KeyWrite, MemoryStorage, RecordKeys, Storage, StorageError};
 pub use types::{
-    ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
-    Term,
+    ClientId, Entries, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot,
+    SnapshotMeta, Term,
 };

@@ -1,120 +1,33 @@
 //! The in-memory view of the replicated log: a snapshot boundary followed by contiguous entries.
 
-use crate::types::{Entry, EntryPayload, LogIndex, Membership, SnapshotMeta, Term};
+use std::collections::VecDeque;
 
-/// Log entries after the latest snapshot; `entries[0].index == snapshot.index + 1`.
+use crate::types::{Entries, Entry, EntryPayload, LogIndex, Membership, SnapshotMeta, Term};
+
+/// Log entries after the latest snapshot: runs of entries shared with the messages and persist
+/// requests that carry them, then the entries appended one at a time since the last run was
+/// sealed. The first held entry has index `snapshot.index + 1`.
 #[derive(Clone, Debug, Default)]
 pub struct RaftLog {
     snapshot: SnapshotMeta,
-    entries: Chunks,
+    /// Sealed runs in index order, each non-empty and continuing the previous one.
+    runs: VecDeque<Run>,
+    /// Entries after the last run, appended one at a time (the leader's proposals); sealed into a
+    /// run when a slice of the log is taken, so a step's proposals become one shared run.
+    tail: Vec<Entry>,
 }
 
-/// Entries per chunk of the in-memory log.
-const CHUNK_ENTRIES: usize = 4096;
-
-/// A sequence of entries stored in fixed-size chunks, so an ever-growing log never reallocates
-/// and copies what it holds (a single vector moves every entry each time it doubles), and
-/// dropping a compacted prefix frees whole chunks.
-#[derive(Clone, Debug, Default)]
-struct Chunks {
-    /// Chunk `k` covers positions `k * CHUNK_ENTRIES - skipped ..`; every chunk but the last is
-    /// full, and the first starts `skipped` slots in (the part a snapshot compacted away).
-    chunks: std::collections::VecDeque<Vec<Entry>>,
-    skipped: usize,
-    len: usize,
+/// A sealed run of entries and the index of its first one (kept beside it so finding the run of
+/// an index searches this deque, not the entries).
+#[derive(Clone, Debug)]
+struct Run {
+    first: LogIndex,
+    entries: Entries,
 }
 
-impl Chunks {
-    /// (chunk, slot in that chunk's vector) of position `position`.
-    fn locate(&self, position: usize) -> (usize, usize) {
-        let slot = position + self.skipped;
-        let chunk = slot / CHUNK_ENTRIES;
-        let first_chunk_start = if chunk == 0 { self.skipped } else { 0 };
-        (chunk, slot % CHUNK_ENTRIES - first_chunk_start)
-    }
-
-    fn get(&self, position: usize) -> Option<&Entry> {
-        if position >= self.len {
-            return None;
-        }
-        let (chunk, slot) = self.locate(position);
-        self.chunks.get(chunk)?.get(slot)
-    }
-
-    fn last(&self) -> Option<&Entry> {
-        self.chunks.back()?.last()
-    }
-
-    fn push(&mut self, entry: Entry) {
-        let capacity = |chunk: usize, skipped: usize| {
-            if chunk == 0 {
-                CHUNK_ENTRIES - skipped
-            } else {
-                CHUNK_ENTRIES
-            }
-        };
-        let last_chunk = self.chunks.len().wrapping_sub(1);
-        let full = self
-            .chunks
-            .back()
-            .is_none_or(|chunk| chunk.len() >= capacity(last_chunk, self.skipped));
-        if full {
-            let chunk = self.chunks.len();
-            self.chunks
-                .push_back(Vec::with_capacity(capacity(chunk, self.skipped)));
-        }
-        if let Some(chunk) = self.chunks.back_mut() {
-            chunk.push(entry);
-            self.len += 1;
-        }
-    }
-
-    /// Keeps the first `len` entries.
-    fn truncate(&mut self, len: usize) {
-        if len >= self.len {
-            return;
-        }
-        if len == 0 {
-            return self.clear();
-        }
-        let (chunk, slot) = self.locate(len);
-        self.chunks.truncate(chunk + 1);
-        if let Some(last) = self.chunks.back_mut() {
-            last.truncate(slot);
-            if last.is_empty() {
-                self.chunks.pop_back();
-            }
-        }
-        self.len = len;
-    }
-
-    /// Removes the first `count` entries.
-    fn drop_front(&mut self, count: usize) {
-        if count >= self.len {
-            return self.clear();
-        }
-        let mut skipped = self.skipped + count;
-        let mut first_start = self.skipped;
-        while skipped >= CHUNK_ENTRIES {
-            self.chunks.pop_front();
-            skipped -= CHUNK_ENTRIES;
-            first_start = 0;
-        }
-        if let Some(first) = self.chunks.front_mut() {
-            first.drain(..skipped - first_start);
-        }
-        self.skipped = skipped;
-        self.len -= count;
-    }
-
-    fn clear(&mut self) {
-        self.chunks.clear();
-        self.skipped = 0;
-        self.len = 0;
-    }
-
-    fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry> {
-        self.chunks.iter().flat_map(|chunk| chunk.iter())
+impl Run {
+    fn last(&self) -> LogIndex {
+        self.first + self.entries.len() as u64 - 1
     }
 }
 
@@ -123,11 +36,12 @@ impl RaftLog {
     pub fn new(snapshot: SnapshotMeta, entries: Vec<Entry>) -> Self {
         let mut log = Self {
             snapshot,
-            entries: Chunks::default(),
+            runs: VecDeque::new(),
+            tail: Vec::new(),
         };
         for entry in entries {
             if entry.index == log.last_index() + 1 {
-                log.entries.push(entry);
+                log.tail.push(entry);
             }
         }
         log
@@ -145,12 +59,19 @@ impl RaftLog {
 
     /// Index of the last entry (or of the snapshot when no entries follow it).
     pub fn last_index(&self) -> LogIndex {
-        self.entries.last().map_or(self.snapshot.index, |e| e.index)
+        self.last_entry().map_or(self.snapshot.index, |e| e.index)
     }
 
     /// Term of the last entry (or of the snapshot).
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(self.snapshot.term, |e| e.term)
+        self.last_entry().map_or(self.snapshot.term, |e| e.term)
+    }
+
+    fn last_entry(&self) -> Option<&Entry> {
+        match self.tail.last() {
+            Some(entry) => Some(entry),
+            None => self.runs.back().and_then(|run| run.entries.last()),
+        }
     }
 
     /// Term of the entry at `index`, known for the snapshot boundary and held entries; None otherwise.
@@ -166,35 +87,88 @@ impl RaftLog {
         if index <= self.snapshot.index {
             return None;
         }
-        self.entries
-            .get(usize::try_from(index - self.snapshot.index - 1).ok()?)
+        if let Some(first) = self.tail.first()
+            && index >= first.index
+        {
+            return self.tail.get(usize::try_from(index - first.index).ok()?);
+        }
+        let run = self.run_of(index)?;
+        run.entries.get(usize::try_from(index - run.first).ok()?)
+    }
+
+    /// The sealed run holding `index`, if any.
+    fn run_of(&self, index: LogIndex) -> Option<&Run> {
+        // Most lookups are of recent entries (applying, replicating): try the newest runs before
+        // searching the whole deque, whose older parts are cold.
+        for run in self.runs.iter().rev().take(4) {
+            if run.first <= index {
+                return (index <= run.last()).then_some(run);
+            }
+        }
+        let after = self.runs.partition_point(|run| run.first <= index);
+        let run = self.runs.get(after.checked_sub(1)?)?;
+        (index <= run.last()).then_some(run)
+    }
+
+    /// Seals the entries appended one at a time into a shared run.
+    fn seal(&mut self) {
+        if let Some(first) = self.tail.first().map(|e| e.index) {
+            let entries: Entries = self.tail.drain(..).collect();
+            self.runs.push_back(Run { first, entries });
+        }
     }
 
     /// Entries over `[low, high)` clipped to what is held, at most `max_bytes` (always at least one).
-    pub fn slice(&self, low: LogIndex, high: LogIndex, max_bytes: usize) -> Vec<Entry> {
-        let mut index = low.max(self.first_index());
-        let end = high.min(self.last_index() + 1);
-        let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(index)).unwrap_or(0));
-        let mut bytes = 0;
-        while index < end {
-            let Some(entry) = self.entry(index) else {
-                break;
-            };
-            bytes += entry.size_bytes();
-            if !out.is_empty() && bytes > max_bytes {
-                break;
-            }
-            out.push(entry.clone());
-            index += 1;
+    /// A range inside one run shares its entries; one spanning runs is copied.
+    pub fn slice(&mut self, low: LogIndex, high: LogIndex, max_bytes: usize) -> Entries {
+        self.seal();
+        let low = low.max(self.first_index());
+        let mut high = high.min(self.last_index() + 1);
+        if low >= high {
+            return Entries::default();
         }
-        out
+        if max_bytes != usize::MAX {
+            let mut bytes = 0;
+            let mut index = low;
+            while index < high {
+                bytes += self.entry(index).map_or(0, Entry::size_bytes);
+                if index > low && bytes > max_bytes {
+                    break;
+                }
+                index += 1;
+            }
+            high = index;
+        }
+        let Some(run) = self.run_of(low) else {
+            return Entries::default();
+        };
+        if high - 1 <= run.last() {
+            let from = (low - run.first) as usize;
+            return run.entries.slice(from..(high - run.first) as usize);
+        }
+        (low..high)
+            .map_while(|index| self.entry(index).cloned())
+            .collect()
     }
 
     /// Removes entries at or after `index`. Callers guarantee `index` is above the commit index.
     pub fn truncate_from(&mut self, index: LogIndex) {
-        let keep = index.saturating_sub(self.snapshot.index + 1);
-        self.entries
-            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        if let Some(first) = self.tail.first().map(|e| e.index)
+            && index >= first
+        {
+            self.tail
+                .truncate(usize::try_from(index - first).unwrap_or(usize::MAX));
+            return;
+        }
+        self.tail.clear();
+        while self.runs.back().is_some_and(|run| run.first >= index) {
+            self.runs.pop_back();
+        }
+        if let Some(run) = self.runs.back_mut()
+            && run.last() >= index
+        {
+            run.entries = run.entries.slice(0..(index - run.first) as usize);
+        }
     }
 
     /// Appends one entry that must directly follow the last one.
@@ -204,25 +178,67 @@ impl RaftLog {
             self.last_index() + 1,
             "log entries must be contiguous"
         );
-        self.entries.push(entry);
+        self.tail.push(entry);
+    }
+
+    /// Appends a run of contiguous entries whose first must directly follow the last entry held;
+    /// the log keeps the run itself, shared with whoever else holds it.
+    pub fn append(&mut self, entries: Entries) {
+        let Some(first) = entries.first().map(|e| e.index) else {
+            return;
+        };
+        debug_assert_eq!(
+            first,
+            self.last_index() + 1,
+            "log entries must be contiguous"
+        );
+        self.seal();
+        self.runs.push_back(Run { first, entries });
     }
 
     /// Moves the snapshot boundary to `meta`, keeping later entries only when they continue it.
     pub fn install_snapshot(&mut self, meta: SnapshotMeta) {
         let keeps_suffix = self.term_at(meta.index) == Some(meta.term);
         if keeps_suffix {
-            let drop = usize::try_from(meta.index - self.snapshot.index).unwrap_or(usize::MAX);
-            self.entries.drop_front(drop);
+            while self
+                .runs
+                .front()
+                .is_some_and(|run| run.last() <= meta.index)
+            {
+                self.runs.pop_front();
+            }
+            if let Some(run) = self.runs.front_mut()
+                && run.first <= meta.index
+            {
+                let from = (meta.index + 1 - run.first) as usize;
+                run.entries = run.entries.slice(from..run.entries.len());
+                run.first = meta.index + 1;
+            }
+            if self.runs.is_empty()
+                && let Some(first) = self.tail.first().map(|e| e.index)
+                && first <= meta.index
+            {
+                let drop = usize::try_from(meta.index + 1 - first).unwrap_or(usize::MAX);
+                self.tail.drain(..drop.min(self.tail.len()));
+            }
         } else {
-            self.entries.clear();
+            self.runs.clear();
+            self.tail.clear();
         }
         self.snapshot = meta;
     }
 
+    /// Every held entry, in index order.
+    fn iter(&self) -> impl DoubleEndedIterator<Item = &Entry> {
+        self.runs
+            .iter()
+            .flat_map(|run| run.entries.iter())
+            .chain(self.tail.iter())
+    }
+
     /// The configuration in force at `index`: the latest membership entry at or below it.
     pub fn membership_at(&self, index: LogIndex) -> Membership {
-        self.entries
-            .iter()
+        self.iter()
             .rev()
             .filter(|e| e.index <= index)
             .find_map(|e| match &e.payload {
@@ -234,8 +250,7 @@ impl RaftLog {
 
     /// Index of the latest membership entry held, if any follows the snapshot.
     pub fn latest_membership_index(&self) -> Option<LogIndex> {
-        self.entries
-            .iter()
+        self.iter()
             .rev()
             .find(|e| matches!(e.payload, EntryPayload::Membership(_)))
             .map(|e| e.index)
@@ -278,62 +293,122 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Operation {
+        /// Entries appended one at a time (a leader's proposals).
         Push(usize),
+        /// A run appended whole (a follower's AppendEntries).
+        Append(usize),
+        /// A slice of the log taken (seals the pushed entries), by offsets into what is held.
+        Slice(usize, usize, usize),
+        /// Entries from this offset on removed.
         Truncate(usize),
-        DropFront(usize),
+        /// A snapshot covering this many held entries.
+        Compact(usize),
     }
 
     fn operation() -> impl Strategy<Value = Operation> {
         prop_oneof![
-            (1..CHUNK_ENTRIES * 2).prop_map(Operation::Push),
-            (0..CHUNK_ENTRIES * 3).prop_map(Operation::Truncate),
-            (0..CHUNK_ENTRIES * 2).prop_map(Operation::DropFront),
+            (1..40usize).prop_map(Operation::Push),
+            (1..40usize).prop_map(Operation::Append),
+            (0..80usize, 0..80usize, 1..4usize).prop_map(|(a, b, c)| Operation::Slice(a, b, c)),
+            (0..80usize).prop_map(Operation::Truncate),
+            (0..60usize).prop_map(Operation::Compact),
         ]
     }
 
-    fn entry(index: u64) -> Entry {
+    fn entry(index: u64, term: u64) -> Entry {
         Entry {
-            term: 1,
+            term,
             index,
-            payload: EntryPayload::Noop,
+            payload: EntryPayload::Command {
+                client_id: 1,
+                sequence: index,
+                command: vec![7; 8].into(),
+            },
         }
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-        /// The chunked store holds exactly what one vector would after any pushes, truncations
-        /// and prefix drops, across chunk boundaries.
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// The log holds exactly what one vector after the snapshot would, whatever mix of single
+        /// pushes, shared runs, slices (which seal), truncations and compactions built it.
         #[test]
-        fn chunks_behave_like_a_vector(operations in proptest::collection::vec(operation(), 1..12)) {
-            let mut chunks = Chunks::default();
+        fn log_behaves_like_a_vector(operations in proptest::collection::vec(operation(), 1..24)) {
+            let mut log = RaftLog::default();
             let mut model: Vec<Entry> = Vec::new();
-            let mut next = 0;
+            let mut snapshot = SnapshotMeta::default();
+            let mut term = 1;
             for operation in operations {
+                let next = model.last().map_or(snapshot.index, |e| e.index) + 1;
                 match operation {
                     Operation::Push(count) => {
-                        for _ in 0..count {
-                            next += 1;
-                            chunks.push(entry(next));
-                            model.push(entry(next));
+                        for index in next..next + count as u64 {
+                            log.push(entry(index, term));
+                            model.push(entry(index, term));
                         }
                     }
-                    Operation::Truncate(len) => {
-                        chunks.truncate(len);
-                        model.truncate(len);
+                    Operation::Append(count) => {
+                        let run: Vec<Entry> =
+                            (next..next + count as u64).map(|i| entry(i, term)).collect();
+                        model.extend(run.iter().cloned());
+                        log.append(run.into());
                     }
-                    Operation::DropFront(count) => {
-                        chunks.drop_front(count);
-                        model.drain(..count.min(model.len()));
+                    Operation::Slice(from, len, per_entry_budget) => {
+                        let low = snapshot.index + 1 + from as u64;
+                        let high = low + len as u64;
+                        // A byte budget of a few entries (each is 48 bytes by `size_bytes`).
+                        let budget = per_entry_budget * 48;
+                        let sliced = log.slice(low, high, budget);
+                        let expected: Vec<&Entry> = model
+                            .iter()
+                            .filter(|e| e.index >= low && e.index < high)
+                            .take(per_entry_budget)
+                            .collect();
+                        prop_assert!(sliced.iter().eq(expected.iter().copied()));
+                        let all = log.slice(0, u64::MAX, usize::MAX);
+                        prop_assert!(all.iter().eq(model.iter()));
+                    }
+                    Operation::Truncate(offset) => {
+                        let from = snapshot.index + 1 + offset as u64;
+                        log.truncate_from(from);
+                        model.retain(|e| e.index < from);
+                        term += 1; // later entries come from a newer leader
+                    }
+                    Operation::Compact(count) => {
+                        let Some(last) = model.get(count.min(model.len().saturating_sub(1))) else {
+                            continue;
+                        };
+                        let meta = SnapshotMeta {
+                            index: last.index,
+                            term: last.term,
+                            membership: Membership::default(),
+                        };
+                        model.retain(|e| e.index > meta.index);
+                        snapshot = meta.clone();
+                        log.install_snapshot(meta);
                     }
                 }
-                prop_assert_eq!(chunks.len, model.len());
-                prop_assert_eq!(chunks.last(), model.last());
-                prop_assert!(chunks.iter().eq(model.iter()));
-                prop_assert!(chunks.iter().rev().eq(model.iter().rev()));
-                for position in [0, 1, model.len() / 2, model.len().saturating_sub(1), model.len()] {
-                    prop_assert_eq!(chunks.get(position), model.get(position));
+                prop_assert_eq!(log.first_index(), snapshot.index + 1);
+                prop_assert_eq!(log.last_index(), model.last().map_or(snapshot.index, |e| e.index));
+                prop_assert_eq!(log.last_term(), model.last().map_or(snapshot.term, |e| e.term));
+                prop_assert!(log.iter().eq(model.iter()));
+                prop_assert!(log.iter().rev().eq(model.iter().rev()));
+                for index in 0..=log.last_index() + 2 {
+                    let expected = model.iter().find(|e| e.index == index);
+                    prop_assert_eq!(log.entry(index), expected);
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_slice_inside_one_run_shares_its_entries() {
+        let mut log = RaftLog::default();
+        for index in 1..=10 {
+            log.push(entry(index, 1));
+        }
+        let whole = log.slice(1, 11, usize::MAX);
+        let part = log.slice(3, 6, usize::MAX);
+        assert_eq!(part.len(), 3);
+        assert!(std::ptr::eq(&part[0], &whole[2]), "same buffer, not a copy");
     }
 }

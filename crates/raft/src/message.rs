@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Entry, LogIndex, NodeId, SnapshotMeta, Term};
+use crate::types::{Entries, LogIndex, NodeId, SnapshotMeta, Term};
 
 /// One message between replicas. `term` is the sender's term, except for pre-votes, where it is
 /// the term the sender would campaign in (and a granted pre-vote answer echoes it).
@@ -28,7 +28,7 @@ pub enum MessageBody {
         /// Term of that entry.
         prev_term: Term,
         /// New entries, contiguous from `prev_index + 1`.
-        entries: Vec<Entry>,
+        entries: Entries,
         /// The leader's commit index.
         leader_commit: LogIndex,
         /// The leader's heartbeat round, echoed back to confirm leadership for reads.

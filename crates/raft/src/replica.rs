@@ -10,8 +10,8 @@ use crate::kv::{StableHasher, StateMachine, StateMachineError};
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
 use crate::types::{
-    ClientId, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot, SnapshotMeta,
-    Term,
+    ClientId, Entries, Entry, EntryPayload, HardState, LogIndex, Membership, NodeId, Snapshot,
+    SnapshotMeta, Term,
 };
 
 /// Identifies one persist request; the driver acknowledges it with `Input::PersistDone(token)`.
@@ -71,8 +71,8 @@ pub struct PersistRequest {
     pub snapshot: Option<Snapshot>,
     /// Where the stored log is replaced from, if it changes.
     pub log_from: Option<LogIndex>,
-    /// Entries starting at `log_from`.
-    pub entries: Vec<Entry>,
+    /// Entries starting at `log_from` (shared with the log and the messages carrying them).
+    pub entries: Entries,
     /// `Some(true)`: storage dropped corrupt records, the replica must repair before voting
     /// (written by storage itself); `Some(false)`: the replica finished repairing.
     pub repairing: Option<bool>,
@@ -702,7 +702,7 @@ impl<M: StateMachine> Replica<M> {
         let log_from = buffer.log_from.map(|from| from.max(self.log.first_index()));
         let entries = match log_from {
             Some(from) => self.log.slice(from, self.log.last_index() + 1, usize::MAX),
-            None => Vec::new(),
+            None => Entries::default(),
         };
         let last_entry = entries.last().map(|e| (e.index, e.term));
         let snapshot_id = buffer

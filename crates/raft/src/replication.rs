@@ -4,7 +4,7 @@ use crate::kv::StateMachine;
 use crate::message::MessageBody;
 use crate::quorum;
 use crate::replica::{Gate, ProgressState, Replica, Role};
-use crate::types::{Entry, EntryPayload, LogIndex, NodeId, Term};
+use crate::types::{Entries, Entry, EntryPayload, LogIndex, NodeId, Term};
 
 impl<M: StateMachine> Replica<M> {
     /// Leader: appends an entry of the current term and returns its index.
@@ -102,7 +102,7 @@ impl<M: StateMachine> Replica<M> {
                     prev_index
                 };
                 let anchor_term = self.log.term_at(anchor).unwrap_or(prev_term);
-                self.send_entries(peer, anchor, anchor_term, Vec::new());
+                self.send_entries(peer, anchor, anchor_term, Entries::default());
             }
             return;
         }
@@ -129,7 +129,7 @@ impl<M: StateMachine> Replica<M> {
         peer: NodeId,
         prev_index: LogIndex,
         prev_term: Term,
-        entries: Vec<Entry>,
+        entries: Entries,
     ) {
         let body = MessageBody::AppendEntries {
             prev_index,
@@ -199,7 +199,7 @@ impl<M: StateMachine> Replica<M> {
         leader: NodeId,
         prev_index: LogIndex,
         prev_term: Term,
-        entries: Vec<Entry>,
+        entries: Entries,
         leader_commit: LogIndex,
         heartbeat_seq: u64,
     ) {
@@ -221,7 +221,7 @@ impl<M: StateMachine> Replica<M> {
                 .count();
             let commit = self.commit_index;
             let anchor_term = self.log.term_at(commit).unwrap_or(prev_term);
-            let rest = entries.into_iter().skip(skip).collect::<Vec<_>>();
+            let rest = entries.slice(skip..entries.len());
             if rest.is_empty() {
                 let body = self.success(commit.max(prev_index), heartbeat_seq);
                 self.send(leader, term, body, Gate::Log);
@@ -257,17 +257,16 @@ impl<M: StateMachine> Replica<M> {
     }
 
     /// Appends entries that matched at their predecessor, truncating only at the first conflict
-    /// and never at or below the commit index (B5).
-    fn append_from_leader(&mut self, entries: Vec<Entry>) {
+    /// and never at or below the commit index (B5). The new entries are kept as the run the
+    /// message carried, not copied.
+    fn append_from_leader(&mut self, entries: Entries) {
         // The latest configuration changes only if a membership entry is truncated or appended;
         // recomputing it scans the log, so do it only then.
         let mut changed = false;
-        let mut iter = entries.into_iter().peekable();
-        while let Some(entry) = iter.peek() {
+        let mut skip = 0;
+        for entry in &entries {
             match self.log.term_at(entry.index) {
-                Some(term) if term == entry.term => {
-                    iter.next();
-                }
+                Some(term) if term == entry.term => skip += 1,
                 Some(_) => {
                     if entry.index <= self.commit_index {
                         return; // impossible for a correct leader; refuse rather than lose commits
@@ -284,14 +283,17 @@ impl<M: StateMachine> Replica<M> {
                 None => break,
             }
         }
-        for entry in iter {
-            if entry.index != self.log.last_index() + 1 {
-                break;
-            }
-            changed |= matches!(entry.payload, EntryPayload::Membership(_));
-            let index = entry.index;
-            self.log.push(entry);
-            self.log_changed_from(index);
+        let new = entries.slice(skip..entries.len());
+        // Contiguous from the message's `prev_index` (checked on receipt), so the new entries
+        // follow on from the log if their first does.
+        if let Some(first) = new.first().map(|e| e.index)
+            && first == self.log.last_index() + 1
+        {
+            changed |= new
+                .iter()
+                .any(|e| matches!(e.payload, EntryPayload::Membership(_)));
+            self.log.append(new);
+            self.log_changed_from(first);
         }
         if changed {
             self.membership = self.log.membership_at(self.log.last_index());

@@ -79,7 +79,7 @@ impl Replay {
         }
         if let Some(from) = request.log_from {
             self.entries.split_off(&from);
-            for entry in request.entries {
+            for entry in request.entries.iter().cloned() {
                 self.entries.insert(entry.index, entry);
             }
         }
@@ -140,7 +140,7 @@ impl Replay {
             hard_state: Some(self.hard_state),
             snapshot: self.snapshot.clone(),
             log_from: Some(entries.first().map_or(first, |e| e.index.min(first))),
-            entries,
+            entries: entries.into(),
             repairing: Some(self.repairing),
         }
     }

@@ -1,6 +1,7 @@
 //! The vocabulary shared by every module: ids, terms, indexes, log entries, membership, snapshots.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,6 +107,100 @@ impl Entry {
             }
         };
         payload + 24
+    }
+}
+
+/// A run of consecutive log entries in one shared, immutable buffer: the log, the AppendEntries
+/// that carry them and the persist requests that store them hold the same entries, not copies.
+#[derive(Clone, Default)]
+pub struct Entries {
+    // `None` for the empty run (heartbeats), so it costs no allocation.
+    shared: Option<Arc<[Entry]>>,
+    start: usize,
+    end: usize,
+}
+
+impl Entries {
+    /// The entries at positions `range` of this run (clipped to it), sharing its buffer.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        let end = (self.start + range.end).min(self.end);
+        let start = (self.start + range.start).min(end);
+        if start == end {
+            return Self::default();
+        }
+        Self {
+            shared: self.shared.clone(),
+            start,
+            end,
+        }
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [Entry];
+
+    fn deref(&self) -> &[Entry] {
+        match &self.shared {
+            Some(shared) => &shared[self.start..self.end],
+            None => &[],
+        }
+    }
+}
+
+impl From<Vec<Entry>> for Entries {
+    fn from(entries: Vec<Entry>) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+impl FromIterator<Entry> for Entries {
+    fn from_iter<I: IntoIterator<Item = Entry>>(entries: I) -> Self {
+        let shared: Arc<[Entry]> = entries.into_iter().collect();
+        let end = shared.len();
+        if end == 0 {
+            return Self::default();
+        }
+        Self {
+            shared: Some(shared),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Entries {
+    type Item = &'a Entry;
+    type IntoIter = std::slice::Iter<'a, Entry>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Entries {}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Entries {
+    // The encoding of a `Vec<Entry>`: a length, then the entries.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<Entry>::deserialize(deserializer).map(Self::from)
     }
 }
 

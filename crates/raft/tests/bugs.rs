@@ -59,7 +59,7 @@ fn append(prev_index: u64, prev_term: u64, entries: Vec<Entry>, leader_commit: u
     MessageBody::AppendEntries {
         prev_index,
         prev_term,
-        entries,
+        entries: entries.into(),
         leader_commit,
         heartbeat_seq: 0,
     }
@@ -140,7 +140,7 @@ fn b01_figure_8_prior_term_entry_not_committed_by_counting() {
     // The term-4 no-op (index 3) never leaves S1: it is cut out of every AppendEntries.
     network.filter = Some(Box::new(|m: &mut Message| {
         if let MessageBody::AppendEntries { entries, .. } = &mut m.body {
-            entries.retain(|e| e.index < 3);
+            *entries = entries.iter().filter(|e| e.index < 3).cloned().collect();
         }
         true
     }));
@@ -397,7 +397,7 @@ fn b05_reordered_append_does_not_truncate() {
 fn hold_new_term_entries(network: &mut Network, term: u64) {
     network.filter = Some(Box::new(move |m: &mut Message| {
         if let MessageBody::AppendEntries { entries, .. } = &mut m.body {
-            entries.retain(|e| e.term < term);
+            *entries = entries.iter().filter(|e| e.term < term).cloned().collect();
         }
         true
     }));
@@ -1064,7 +1064,7 @@ fn b10_removed_server_campaigns_until_new_config_commits() {
                 .iter()
                 .position(|e| matches!(&e.payload, EntryPayload::Membership(c) if !c.is_joint()))
         {
-            entries.truncate(position);
+            *entries = entries.slice(0..position);
         }
         true
     }));

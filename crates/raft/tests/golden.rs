@@ -105,7 +105,7 @@ fn follower(arguments: &BTreeMap<String, String>) -> Replica<Kv> {
         let body = MessageBody::AppendEntries {
             prev_index: commit,
             prev_term,
-            entries: Vec::new(),
+            entries: Default::default(),
             leader_commit: commit,
             heartbeat_seq: 0,
         };
@@ -160,7 +160,7 @@ fn run(command: &str, arguments: &BTreeMap<String, String>) -> String {
             let body = MessageBody::AppendEntries {
                 prev_index,
                 prev_term: number(arguments, "prev_term"),
-                entries,
+                entries: entries.into(),
                 leader_commit: number(arguments, "leader_commit"),
                 heartbeat_seq: 0,
             };

@@ -43,7 +43,7 @@ fn body_strategy() -> impl Strategy<Value = MessageBody> {
                     MessageBody::AppendEntries {
                         prev_index,
                         prev_term,
-                        entries,
+                        entries: entries.into(),
                         leader_commit,
                         heartbeat_seq,
                     }

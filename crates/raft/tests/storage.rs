@@ -24,7 +24,7 @@ fn append(token: u64, from: u64, entries: Vec<Entry>) -> PersistRequest {
         hard_state: None,
         snapshot: None,
         log_from: Some(from),
-        entries,
+        entries: entries.into(),
         repairing: None,
     }
 }

@@ -153,7 +153,7 @@ impl Network {
                 hard_state: Some(hard_state),
                 snapshot: None,
                 log_from: Some(1),
-                entries,
+                entries: entries.into(),
                 repairing: None,
             };
             storage.write(&request).expect("write");
