@@ -143,6 +143,8 @@ pub struct SessionRecord {
     /// The last applied sequence number.
     pub sequence: u64,
     /// Its output, returned again for a retry.
+    // A byte string: the same encoding as a sequence of bytes, written in one call.
+    #[serde(with = "serde_bytes")]
     pub output: Vec<u8>,
     /// Log index of the application, used to expire the least recently active session.
     pub index: LogIndex,

@@ -106,7 +106,7 @@ impl<M: StateMachine> Replica<M> {
                 heartbeat_seq,
             } => {
                 self.follow(from);
-                self.handle_install_snapshot(from, meta, offset, chunk, done, heartbeat_seq);
+                self.handle_install_snapshot(from, *meta, offset, chunk, done, heartbeat_seq);
             }
             MessageBody::AppendEntriesResponse { .. }
             | MessageBody::InstallSnapshotResponse { .. } => {

@@ -344,10 +344,12 @@ impl StateMachine for Kv {
     }
 
     fn snapshot(&self) -> Vec<u8> {
-        let mut sorted: Vec<(&CompactString, &serde_bytes::Bytes)> = self
+        // Sorted as plain `&str`s: each comparison is then a byte compare, not two decodings of
+        // the inline-or-heap key representation.
+        let mut sorted: Vec<(&str, &serde_bytes::Bytes)> = self
             .entries
             .iter()
-            .map(|(key, value)| (key, serde_bytes::Bytes::new(value)))
+            .map(|(key, value)| (key.as_str(), serde_bytes::Bytes::new(value)))
             .collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         // Exact but for the length prefixes (at most 5 bytes each for sizes below 4 GiB), so the

@@ -74,7 +74,9 @@ pub enum MessageBody {
     /// One chunk of a snapshot.
     InstallSnapshot {
         /// Which snapshot.
-        meta: SnapshotMeta,
+        // Boxed, like the snapshot in a persist request: a rare message should not make every
+        // message (and every input) as large as itself. Same encoding.
+        meta: Box<SnapshotMeta>,
         /// Byte offset of `chunk` within the snapshot data.
         offset: u64,
         /// The bytes.

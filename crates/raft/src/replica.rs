@@ -68,7 +68,8 @@ pub struct PersistRequest {
     /// New term/vote, if changed.
     pub hard_state: Option<HardState>,
     /// A snapshot replacing the log prefix.
-    pub snapshot: Option<Snapshot>,
+    // Boxed: rare, and inline it would make every effect (most are replies) twice as large.
+    pub snapshot: Option<Box<Snapshot>>,
     /// Where the stored log is replaced from, if it changes.
     pub log_from: Option<LogIndex>,
     /// Entries starting at `log_from` (shared with the log and the messages carrying them).
@@ -137,6 +138,8 @@ impl From<StateMachineError> for RaftError {
 /// The snapshot payload: state-machine bytes plus the session table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct SnapshotData {
+    // A byte string: the same encoding as a sequence of bytes, read in one call.
+    #[serde(with = "serde_bytes")]
     pub(crate) state: Vec<u8>,
     pub(crate) sessions: Sessions,
 }
@@ -254,7 +257,7 @@ pub(crate) struct Transfer {
 pub(crate) struct PersistBuffer {
     pub(crate) hard_state: bool,
     pub(crate) log_from: Option<LogIndex>,
-    pub(crate) snapshot: Option<Snapshot>,
+    pub(crate) snapshot: Option<Box<Snapshot>>,
     pub(crate) repair_finished: bool,
 }
 
@@ -840,7 +843,7 @@ impl<M: StateMachine> Replica<M> {
         };
         self.log.install_snapshot(meta);
         self.latest_snapshot = Some(snapshot.clone());
-        self.persist.snapshot = Some(snapshot);
+        self.persist.snapshot = Some(Box::new(snapshot));
     }
 }
 

@@ -40,7 +40,7 @@ impl<M: StateMachine> Replica<M> {
             .min(total);
         let end = (start + self.config.snapshot_chunk_bytes).min(total);
         let body = MessageBody::InstallSnapshot {
-            meta: snapshot.meta.clone(),
+            meta: Box::new(snapshot.meta.clone()),
             offset: start as u64,
             chunk: snapshot.data[start..end].to_vec(),
             done: end == total,
@@ -163,7 +163,7 @@ impl<M: StateMachine> Replica<M> {
         self.applied_index = meta.index;
         self.membership = self.log.membership_at(self.log.last_index());
         self.latest_snapshot = Some(snapshot.clone());
-        self.persist.snapshot = Some(snapshot);
+        self.persist.snapshot = Some(Box::new(snapshot));
         if let Some(leader) = self.leader {
             self.maybe_finish_repair(leader);
         }

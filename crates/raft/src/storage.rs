@@ -75,7 +75,7 @@ impl Replay {
             } else {
                 self.entries.clear();
             }
-            self.snapshot = Some(snapshot);
+            self.snapshot = Some(*snapshot);
         }
         if let Some(from) = request.log_from {
             self.entries.split_off(&from);
@@ -138,7 +138,7 @@ impl Replay {
         PersistRequest {
             token: 0,
             hard_state: Some(self.hard_state),
-            snapshot: self.snapshot.clone(),
+            snapshot: self.snapshot.clone().map(Box::new),
             log_from: Some(entries.first().map_or(first, |e| e.index.min(first))),
             entries: entries.into(),
             repairing: Some(self.repairing),

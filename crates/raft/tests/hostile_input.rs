@@ -91,11 +91,11 @@ fn body_strategy() -> impl Strategy<Value = MessageBody> {
         )
             .prop_map(
                 |(index, term, offset, chunk, done)| MessageBody::InstallSnapshot {
-                    meta: SnapshotMeta {
+                    meta: Box::new(SnapshotMeta {
                         index,
                         term,
                         membership: Membership::with_voters([1, 2, 3])
-                    },
+                    }),
                     offset,
                     chunk,
                     done,

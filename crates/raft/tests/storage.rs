@@ -70,7 +70,7 @@ fn exercise(storage: &mut dyn Storage) {
     storage
         .write(&PersistRequest {
             token: 3,
-            snapshot: Some(snapshot.clone()),
+            snapshot: Some(Box::new(snapshot.clone())),
             ..PersistRequest::default()
         })
         .expect("write");
@@ -267,14 +267,14 @@ fn record_keys_recover_after_every_prefix_of_writes() {
         append(2, 3, vec![entry(3, 2), entry(4, 2), entry(5, 2)]),
         PersistRequest {
             token: 3,
-            snapshot: Some(Snapshot {
+            snapshot: Some(Box::new(Snapshot {
                 meta: SnapshotMeta {
                     index: 4,
                     term: 2,
                     membership: Membership::with_voters([1]),
                 },
                 data: b"s".to_vec().into(),
-            }),
+            })),
             ..PersistRequest::default()
         },
         append(4, 6, vec![entry(6, 2)]),
