@@ -10,9 +10,21 @@
 //! builder gets in the simulator — and truncates a torn tail (a record cut short by a crash). A
 //! record whose checksum fails with more records after it is corruption, not a crash, and is
 //! reported as an error rather than silently dropped.
+//!
+//! Compaction: the log counts its bytes and its live bytes (for each key, the length of its latest
+//! record unless that is a tombstone). Once the file is larger than a threshold (default
+//! [`COMPACTION_THRESHOLD_BYTES_DEFAULT`]) and more than twice its live bytes,
+//! [`DiskLog::compact_if_due`] writes the latest record of every live key, in key order, to
+//! `store.log.compact`, fsyncs it, renames it over `store.log` and fsyncs the directory. Until the
+//! rename the old log is whole, and after it the new one is (rename is atomic), so a crash at any
+//! point recovers the same contents; [`DiskLog::open`] deletes a leftover `store.log.compact` (a
+//! compaction the crash interrupted) before replaying. Deleted keys are simply absent from the
+//! compacted file, so no tombstone is needed to keep them deleted.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write as _};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write as _};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use sim::{Storage, Token};
@@ -21,6 +33,10 @@ use tokio::sync::mpsc;
 
 /// The log's file name inside a data directory.
 pub const LOG_FILE: &str = "store.log";
+/// The file a compaction writes before renaming it over [`LOG_FILE`].
+pub const COMPACTION_FILE: &str = "store.log.compact";
+/// The file size below which the log is never compacted (64 MiB).
+pub const COMPACTION_THRESHOLD_BYTES_DEFAULT: u64 = 64 << 20;
 /// Bytes before a record's body: length and checksum.
 const HEADER_BYTES: usize = 8;
 /// Bytes of a body before the key: key length and tag.
@@ -63,13 +79,33 @@ pub struct Recovery {
     pub records: u64,
     /// Bytes of torn tail cut off the end of the log.
     pub truncated_bytes: u64,
+    /// Bytes of an interrupted compaction's leftover file, deleted before replay.
+    pub abandoned_compaction_bytes: u64,
+}
+
+/// Where the latest record of a live key sits in the log file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LiveRecord {
+    /// Byte offset of the record's header.
+    offset: u64,
+    /// Bytes of the whole record (header and body).
+    length: u64,
 }
 
 /// The open append-only log of one node.
 #[derive(Debug)]
 pub struct DiskLog {
     path: PathBuf,
+    directory: PathBuf,
     file: File,
+    /// Bytes in the file (every record appended, live or not).
+    file_bytes: u64,
+    /// Sum of the lengths in `live`.
+    live_bytes: u64,
+    /// The latest record of every key whose latest record is not a tombstone.
+    live: BTreeMap<String, LiveRecord>,
+    compaction_threshold_bytes: u64,
+    compactions: u64,
 }
 
 /// One write waiting to be made durable.
@@ -153,11 +189,124 @@ fn parse_record(bytes: &[u8]) -> Parsed {
     Parsed::Record(key, value, HEADER_BYTES + length)
 }
 
+/// The log's contents as replayed from its bytes.
+struct Replay {
+    storage: Storage,
+    live: BTreeMap<String, LiveRecord>,
+    live_bytes: u64,
+    records: u64,
+    /// Bytes of whole, valid records (where a torn tail starts).
+    valid_bytes: u64,
+}
+
+impl Replay {
+    /// Replays `bytes`, stopping at a torn tail; a bad record before the last one is corruption.
+    fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, DiskError> {
+        let mut replay = Self {
+            storage: Storage::new(),
+            live: BTreeMap::new(),
+            live_bytes: 0,
+            records: 0,
+            valid_bytes: 0,
+        };
+        let mut offset = 0usize;
+        while offset < bytes.len() {
+            match parse_record(&bytes[offset..]) {
+                Parsed::Record(key, value, used) => {
+                    let record = LiveRecord {
+                        offset: offset as u64,
+                        length: used as u64,
+                    };
+                    track_live(
+                        &mut replay.live,
+                        &mut replay.live_bytes,
+                        &key,
+                        value.is_some(),
+                        record,
+                    );
+                    replay.storage.apply(key, value);
+                    replay.records += 1;
+                    offset += used;
+                }
+                Parsed::Torn => break,
+                Parsed::Bad => {
+                    if !DiskLog::is_last_record(&bytes[offset..]) {
+                        return Err(DiskError::Corrupt {
+                            path: path.to_path_buf(),
+                            offset: offset as u64,
+                        });
+                    }
+                    // A bad checksum on the final record is a write the crash interrupted.
+                    break;
+                }
+            }
+        }
+        replay.valid_bytes = offset as u64;
+        Ok(replay)
+    }
+}
+
+/// Records that `key`'s latest record is now `record` (a value if `is_value`, else a tombstone).
+fn track_live(
+    live: &mut BTreeMap<String, LiveRecord>,
+    live_bytes: &mut u64,
+    key: &str,
+    is_value: bool,
+    record: LiveRecord,
+) {
+    let previous = if is_value {
+        match live.get_mut(key) {
+            Some(slot) => Some(std::mem::replace(slot, record)),
+            None => {
+                live.insert(key.to_string(), record);
+                None
+            }
+        }
+    } else {
+        live.remove(key)
+    };
+    if let Some(previous) = previous {
+        *live_bytes -= previous.length;
+    }
+    if is_value {
+        *live_bytes += record.length;
+    }
+}
+
+/// Syncs a directory so a file created, renamed or deleted in it stays so after a crash.
+fn sync_directory(directory: &Path) -> Result<(), DiskError> {
+    File::open(directory)
+        .and_then(|handle| handle.sync_all())
+        .map_err(io_error(directory))
+}
+
+/// Deletes a compaction file an interrupted compaction left behind; returns its size.
+fn remove_abandoned_compaction(directory: &Path) -> Result<u64, DiskError> {
+    let path = directory.join(COMPACTION_FILE);
+    let bytes = match std::fs::metadata(&path) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(io_error(&path)(error)),
+    };
+    std::fs::remove_file(&path).map_err(io_error(&path))?;
+    sync_directory(directory)?;
+    tracing::warn!(
+        path = %path.display(),
+        bytes,
+        "deleted the file of an interrupted store log compaction"
+    );
+    Ok(bytes)
+}
+
 impl DiskLog {
     /// Opens (creating if needed) the store in `dir`, replays it, and truncates a torn tail.
     /// Returns the log ready for appends, the recovered contents, and what recovery did.
+    ///
+    /// A `store.log.compact` left by a compaction a crash interrupted is deleted first: the
+    /// rename had not happened, so `store.log` is the whole log.
     pub fn open(dir: &Path) -> Result<(Self, Storage, Recovery), DiskError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let abandoned_compaction_bytes = remove_abandoned_compaction(dir)?;
         let path = dir.join(LOG_FILE);
         let created = !path.exists();
         let mut file = OpenOptions::new()
@@ -168,47 +317,37 @@ impl DiskLog {
             .map_err(io_error(&path))?;
         if created {
             // A new file's directory entry is durable only once the directory itself is synced.
-            File::open(dir)
-                .and_then(|directory| directory.sync_all())
-                .map_err(io_error(dir))?;
+            sync_directory(dir)?;
         }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_error(&path))?;
-        let mut storage = Storage::new();
-        let mut recovery = Recovery::default();
-        let mut offset = 0usize;
-        while offset < bytes.len() {
-            match parse_record(&bytes[offset..]) {
-                Parsed::Record(key, value, used) => {
-                    storage.apply(key, value);
-                    recovery.records += 1;
-                    offset += used;
-                }
-                Parsed::Torn => break,
-                Parsed::Bad => {
-                    if !Self::is_last_record(&bytes[offset..]) {
-                        return Err(DiskError::Corrupt {
-                            path,
-                            offset: offset as u64,
-                        });
-                    }
-                    // A bad checksum on the final record is a write the crash interrupted.
-                    break;
-                }
-            }
-        }
-        if offset < bytes.len() {
-            recovery.truncated_bytes = (bytes.len() - offset) as u64;
+        let replay = Replay::from_bytes(&bytes, &path)?;
+        let recovery = Recovery {
+            records: replay.records,
+            truncated_bytes: bytes.len() as u64 - replay.valid_bytes,
+            abandoned_compaction_bytes,
+        };
+        if recovery.truncated_bytes > 0 {
             tracing::warn!(
                 path = %path.display(),
                 truncated_bytes = recovery.truncated_bytes,
                 "dropping torn tail of the store log"
             );
-            file.set_len(offset as u64).map_err(io_error(&path))?;
+            file.set_len(replay.valid_bytes).map_err(io_error(&path))?;
             file.sync_data().map_err(io_error(&path))?;
         }
         file.seek(SeekFrom::End(0)).map_err(io_error(&path))?;
-        Ok((Self { path, file }, storage, recovery))
+        let log = Self {
+            path,
+            directory: dir.to_path_buf(),
+            file,
+            file_bytes: replay.valid_bytes,
+            live_bytes: replay.live_bytes,
+            live: replay.live,
+            compaction_threshold_bytes: COMPACTION_THRESHOLD_BYTES_DEFAULT,
+            compactions: 0,
+        };
+        Ok((log, replay.storage, recovery))
     }
 
     /// Whether the bad record at the front of `bytes` is the last thing in the log (its declared
@@ -222,9 +361,25 @@ impl DiskLog {
     }
 
     /// Appends writes (not yet durable: call [`DiskLog::sync`]).
+    ///
+    /// After an error the file may end in a partial record: drop the log and reopen it (recovery
+    /// cuts the torn tail) rather than appending more.
     pub fn append(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), DiskError> {
         let record = encode_record(key, value)?;
-        self.file.write_all(&record).map_err(io_error(&self.path))
+        self.file.write_all(&record).map_err(io_error(&self.path))?;
+        let live_record = LiveRecord {
+            offset: self.file_bytes,
+            length: record.len() as u64,
+        };
+        track_live(
+            &mut self.live,
+            &mut self.live_bytes,
+            key,
+            value.is_some(),
+            live_record,
+        );
+        self.file_bytes += live_record.length;
+        Ok(())
     }
 
     /// Makes every append so far durable.
@@ -235,6 +390,128 @@ impl DiskLog {
     /// The log file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes in the log file: every record appended since the last compaction.
+    pub fn file_bytes(&self) -> u64 {
+        self.file_bytes
+    }
+
+    /// Bytes of the latest record of every key that holds a value: what a compaction keeps.
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
+    }
+
+    /// Compactions this log has done since it was opened.
+    pub fn compactions(&self) -> u64 {
+        self.compactions
+    }
+
+    /// The file size below which the log is never compacted.
+    pub fn compaction_threshold_bytes(&self) -> u64 {
+        self.compaction_threshold_bytes
+    }
+
+    /// Sets the file size below which the log is never compacted (default
+    /// [`COMPACTION_THRESHOLD_BYTES_DEFAULT`]; tests use a few KiB).
+    pub fn set_compaction_threshold(&mut self, bytes: u64) {
+        self.compaction_threshold_bytes = bytes;
+    }
+
+    /// Whether the file is over the threshold and more than half of it is dead records.
+    pub fn compaction_due(&self) -> bool {
+        self.file_bytes > self.compaction_threshold_bytes
+            && self.file_bytes > self.live_bytes.saturating_mul(2)
+    }
+
+    /// Compacts the log if [`DiskLog::compaction_due`]; returns whether it did.
+    pub fn compact_if_due(&mut self) -> Result<bool, DiskError> {
+        if !self.compaction_due() {
+            return Ok(false);
+        }
+        self.compact()?;
+        Ok(true)
+    }
+
+    /// Rewrites the log as the latest record of each live key, in key order, then continues
+    /// appending to the new file. Appends not yet synced are carried over and become durable.
+    ///
+    /// On error the old log is still the one in place (or the new one is, complete and synced,
+    /// if only the directory sync failed); the log must not be used further.
+    pub fn compact(&mut self) -> Result<(), DiskError> {
+        let compact_path = self.directory.join(COMPACTION_FILE);
+        // Only an earlier failed compaction of this same log could have left one; start afresh.
+        match std::fs::remove_file(&compact_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(&compact_path)(error));
+            }
+            _ => {}
+        }
+        let compact_file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&compact_path)
+            .map_err(io_error(&compact_path))?;
+        let live = self.write_live_records(&compact_file, &compact_path)?;
+        compact_file.sync_all().map_err(io_error(&compact_path))?;
+        std::fs::rename(&compact_path, &self.path).map_err(io_error(&self.path))?;
+        // The handle now names the new store.log; appends continue after its last record.
+        self.file = compact_file;
+        self.file_bytes = self.live_bytes;
+        self.live = live;
+        self.compactions += 1;
+        sync_directory(&self.directory)?;
+        tracing::debug!(
+            path = %self.path.display(),
+            bytes = self.file_bytes,
+            keys = self.live.len(),
+            "compacted the store log"
+        );
+        Ok(())
+    }
+
+    /// Copies the latest record of every live key, in key order, to `target`, checking each
+    /// record's checksum on the way; returns where each landed.
+    fn write_live_records(
+        &self,
+        target: &File,
+        target_path: &Path,
+    ) -> Result<BTreeMap<String, LiveRecord>, DiskError> {
+        let mut writer = BufWriter::with_capacity(1 << 20, target);
+        let mut placed = BTreeMap::new();
+        let mut offset = 0u64;
+        let mut record = Vec::new();
+        for (key, live) in &self.live {
+            let length = usize::try_from(live.length).unwrap_or(usize::MAX);
+            record.resize(length, 0);
+            self.file
+                .read_exact_at(&mut record, live.offset)
+                .map_err(io_error(&self.path))?;
+            // Copy verbatim only what still parses as this key's value: rot found here must not
+            // be laundered into a fresh, valid-looking file.
+            match parse_record(&record) {
+                Parsed::Record(found, Some(_), used) if found == *key && used == length => {}
+                _ => {
+                    return Err(DiskError::Corrupt {
+                        path: self.path.clone(),
+                        offset: live.offset,
+                    });
+                }
+            }
+            writer.write_all(&record).map_err(io_error(target_path))?;
+            placed.insert(
+                key.clone(),
+                LiveRecord {
+                    offset,
+                    length: live.length,
+                },
+            );
+            offset += live.length;
+        }
+        writer.flush().map_err(io_error(target_path))?;
+        debug_assert_eq!(offset, self.live_bytes);
+        Ok(placed)
     }
 }
 
@@ -248,7 +525,9 @@ pub struct DiskWriter {
 
 impl DiskWriter {
     /// Starts the writer thread; the receiver yields, after each fsync, the last token it covered
-    /// (and, on a disk error, the error — after which the writer stops).
+    /// (and, on a disk error, the error — after which the writer stops). After acknowledging a
+    /// batch the writer compacts the log when [`DiskLog::compaction_due`]; a compaction error is
+    /// reported the same way.
     pub fn spawn(log: DiskLog) -> (Self, mpsc::UnboundedReceiver<Result<Token, String>>) {
         let (writes, incoming) = std::sync::mpsc::channel::<Write>();
         let (acks, ack_receiver) = mpsc::unbounded_channel();
@@ -292,6 +571,12 @@ impl DiskWriter {
             }
             let failed = outcome.is_err();
             if acks.send(outcome).is_err() || failed {
+                return;
+            }
+            // After the ack, so a compaction never delays writes already durable; writes arriving
+            // meanwhile wait in the channel and form the next batch.
+            if let Err(error) = log.compact_if_due() {
+                let _ = acks.send(Err(error.to_string()));
                 return;
             }
         }
