@@ -62,6 +62,9 @@ pub struct Args {
     /// Where history, trace and ShiViz log go (default runs/sim/<scenario>-seed-<N>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// For `raft`: also change the membership during the run (see `concur sim raft --help`).
+    #[arg(long)]
+    pub membership: bool,
 }
 
 /// What `run.json` records: enough to rerun exactly and to tell whether the rerun matched.

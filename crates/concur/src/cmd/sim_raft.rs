@@ -56,6 +56,10 @@ pub struct RaftArgs {
     /// For a single seed: write history.jsonl, trace.jsonl and shiviz.log here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also reconfigure during the run: every 1-3 s the leader is asked to remove a voter
+    /// (possibly itself), add one back, or replace the voter set (joint consensus).
+    #[arg(long)]
+    pub membership: bool,
 }
 
 /// `concur sim raft …` parsed on its own (raft defaults: 3 nodes, every fault, 10 s).
@@ -128,14 +132,16 @@ fn template(args: &RaftArgs) -> anyhow::Result<RaftRunOptions> {
         trace: false,
         regions,
         lease_reads: false,
+        membership_changes: args.membership,
     })
 }
 
 /// The command that replays `seed` with the same options.
 fn replay_line(args: &RaftArgs, seed: u64) -> String {
     let optional = optional_flags(args.clients, args.regions.as_deref());
+    let membership = if args.membership { " --membership" } else { "" };
     format!(
-        "concur sim raft --seed {seed} --nodes {} --nemesis {} --duration {}{optional}",
+        "concur sim raft --seed {seed} --nodes {} --nemesis {} --duration {}{optional}{membership}",
         args.nodes, args.nemesis, args.duration
     )
 }
@@ -196,6 +202,12 @@ fn single(args: &RaftArgs, template: &RaftRunOptions, seed: u64) -> anyhow::Resu
         "operations: {} ok, {} fail, {} info; {} leaders elected; commit index {}",
         stats.ok, stats.fail, stats.info, output.elections, output.committed_index
     );
+    if args.membership {
+        println!(
+            "membership changes: {} asked, {} committed",
+            output.reconfigurations_asked, output.reconfigurations_committed
+        );
+    }
     let mut latencies = client_latencies_ns(&output.report.history, &["write", "cas"]);
     latencies.sort_unstable();
     println!(

@@ -1128,6 +1128,10 @@ pub struct RaftRunOptions {
     pub regions: Vec<crate::geo::Location>,
     /// Linearizable reads by leader lease (relies on bounded clock drift) instead of ReadIndex.
     pub lease_reads: bool,
+    /// Reconfigure while the faults run: every 1–3 s (drawn from the seed) the leader is asked to
+    /// remove a voter (possibly itself), add a removed node back, or replace the voter set (joint
+    /// consensus when more than one voter changes).
+    pub membership_changes: bool,
 }
 
 impl RaftRunOptions {
@@ -1148,6 +1152,7 @@ impl RaftRunOptions {
             trace: false,
             regions: Vec::new(),
             lease_reads: false,
+            membership_changes: false,
         }
     }
 
@@ -1183,6 +1188,8 @@ impl RaftRunOptions {
 
 /// Salt for the second, overlapping nemesis plan.
 const OVERLAP_SALT: u64 = 0x6f76_6572_6c61_7021;
+/// Salt for the membership-change schedule.
+const MEMBERSHIP_SALT: u64 = 0x6d65_6d62_6572_7321;
 
 /// One finished nemesis run.
 #[derive(Clone, Debug)]
@@ -1197,6 +1204,10 @@ pub struct RaftRunOutput {
     pub elections: u64,
     /// Highest index committed.
     pub committed_index: LogIndex,
+    /// Membership changes asked for (with [`RaftRunOptions::membership_changes`]).
+    pub reconfigurations_asked: u64,
+    /// Of those, the ones the leader answered as committed.
+    pub reconfigurations_committed: u64,
 }
 
 /// Runs Raft under the random nemesis with the register workload, the safety observer checking
@@ -1206,15 +1217,101 @@ pub fn run(options: &RaftRunOptions) -> RaftRunOutput {
     settings.lease_reads = options.lease_reads;
     let mut cluster = RaftCluster::new(options.config(), settings);
     cluster.start_clients();
-    let result = cluster
-        .run_until(options.duration_ns)
-        .and_then(|()| cluster.drain_clients());
+    let mut reconfigurations = Reconfigurations::default();
+    let result = if options.membership_changes {
+        reconfigure_until(&mut cluster, options, &mut reconfigurations)
+    } else {
+        cluster.run_until(options.duration_ns)
+    }
+    .and_then(|()| cluster.drain_clients());
+    reconfigurations.count_answers(&mut cluster);
     RaftRunOutput {
         report: cluster.simulation.report(),
         trace: cluster.simulation.trace().cloned(),
         violation: result.err(),
         elections: cluster.observer.elections(),
         committed_index: cluster.observer.committed_index(),
+        reconfigurations_asked: reconfigurations.asked,
+        reconfigurations_committed: reconfigurations.committed,
+    }
+}
+
+/// Runs until the clients' end, asking the leader for a membership change every 1–3 s. The
+/// requests go through the external client, so their answers stay out of the register history;
+/// whether a change commits, fails or stays unknown, safety and linearizability must hold.
+/// Membership changes asked for during a run, and how many were answered as committed.
+#[derive(Debug, Default)]
+struct Reconfigurations {
+    asked: u64,
+    committed: u64,
+}
+
+impl Reconfigurations {
+    /// Takes the external client's replies received so far (only membership changes use it).
+    fn count_answers(&mut self, cluster: &mut RaftCluster) {
+        for (_, response) in cluster.simulation.take_replies() {
+            if matches!(response, RaftResponse::Reply(Ok(_))) {
+                self.committed += 1;
+            }
+        }
+    }
+}
+
+fn reconfigure_until(
+    cluster: &mut RaftCluster,
+    options: &RaftRunOptions,
+    reconfigurations: &mut Reconfigurations,
+) -> Result<(), (u64, SafetyViolation)> {
+    use raft::{Membership, MembershipChange};
+    use rand::SeedableRng;
+    let mut rng = SimRng::seed_from_u64(options.seed ^ MEMBERSHIP_SALT);
+    let nodes: Vec<NodeId> = (0..options.nodes as NodeId).collect();
+    loop {
+        let next_ns = cluster.simulation.now_ns() + rng.random_range(1_000_000_000..3_000_000_000);
+        if next_ns >= options.duration_ns {
+            return cluster.run_until(options.duration_ns);
+        }
+        cluster.run_until(next_ns)?;
+        let Some(leader) = cluster.leader() else {
+            continue;
+        };
+        let Some(voters) = cluster
+            .replica(leader)
+            .map(|r| r.membership().voters.clone())
+        else {
+            continue;
+        };
+        let outside: Vec<NodeId> = nodes
+            .iter()
+            .copied()
+            .filter(|n| !voters.contains(n))
+            .collect();
+        let change = match rng.random_range(0..3u32) {
+            // Add a removed node back when there is one (keeps the cluster from shrinking away).
+            0 | 1 if !outside.is_empty() => {
+                MembershipChange::AddVoter(outside[rng.random_range(0..outside.len())])
+            }
+            // Remove any voter, the leader included, while at least two would remain.
+            0 | 1 if voters.len() > 2 => {
+                let voters: Vec<NodeId> = voters.iter().copied().collect();
+                MembershipChange::Remove(voters[rng.random_range(0..voters.len())])
+            }
+            // Replace the voter set with a random one of at least two (or a majority of the
+            // nodes): two or more voters changing at once go through joint consensus.
+            _ => {
+                let smallest = (options.nodes / 2 + 1).max(2);
+                let size = rng.random_range(smallest..=options.nodes);
+                let mut chosen = nodes.clone();
+                while chosen.len() > size {
+                    chosen.remove(rng.random_range(0..chosen.len()));
+                }
+                MembershipChange::Replace(Membership::with_voters(chosen))
+            }
+        };
+        let request = RaftRequest::Direct(ClientOperation::ChangeMembership(change));
+        cluster.simulation.submit(leader, request);
+        reconfigurations.asked += 1;
+        reconfigurations.count_answers(cluster);
     }
 }
 
