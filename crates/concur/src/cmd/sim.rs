@@ -608,6 +608,7 @@ mod tests {
             regions: None,
             service: "both".into(),
             out: Some(out.to_path_buf()),
+            membership: false,
         }
     }
 
