@@ -51,6 +51,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // `concur sim raft …` has flags and help of its own: hand it the words before `concur sim`'s
+    // parser, which would answer `--help` with its own page.
+    let words: Vec<std::ffi::OsString> = std::env::args_os().take(3).collect();
+    if words.len() == 3 && words[1] == "sim" && words[2] == "raft" {
+        return match cmd::sim_raft::run_raft_from_command_line() {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => cmd::node::run_up(args),
