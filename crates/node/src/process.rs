@@ -78,6 +78,8 @@ impl NodeSettings {
         raft.election_timeout_max_ms = 600;
         raft.heartbeat_interval_ms = 50;
         raft.snapshot_threshold_entries = 50_000;
+        // A follower that fell this far behind catches up from the log, not a full snapshot.
+        raft.snapshot_trailing_entries = 5_000;
         raft.snapshot_chunk_bytes = 256 * 1024;
         raft.attempt_timeout_ms = 1_000;
         raft.give_up_ms = 5_000;

@@ -39,6 +39,9 @@ pub struct RaftConfig {
     pub max_pending_requests: usize,
     /// Take a snapshot once this many applied entries follow the last one; 0 disables snapshots.
     pub snapshot_threshold_entries: u64,
+    /// Entries kept in memory behind a new snapshot, so a follower that far behind catches up
+    /// from the log rather than by InstallSnapshot; 0 compacts up to the snapshot itself.
+    pub snapshot_trailing_entries: u64,
     /// Bytes per InstallSnapshot chunk.
     pub snapshot_chunk_bytes: usize,
     /// Largest snapshot a follower accepts.
@@ -71,6 +74,7 @@ impl RaftConfig {
             max_inflight_messages: 8,
             max_pending_requests: 10_000,
             snapshot_threshold_entries: 1_000,
+            snapshot_trailing_entries: 0,
             snapshot_chunk_bytes: 64 * 1024,
             snapshot_bytes_max: 256 * 1024 * 1024,
             max_sessions: 10_000,

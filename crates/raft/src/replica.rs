@@ -525,7 +525,9 @@ impl<M: StateMachine> Replica<M> {
         self.log.entry(index)
     }
 
-    /// The snapshot boundary (index 0 when none was taken).
+    /// The compaction boundary: entries at or below it are no longer held (index 0 when none
+    /// were compacted). The latest snapshot itself is at or above it, by at most
+    /// `snapshot_trailing_entries`.
     pub fn snapshot_meta(&self) -> &SnapshotMeta {
         self.log.snapshot()
     }
@@ -825,7 +827,12 @@ impl<M: StateMachine> Replica<M> {
 
     fn maybe_take_snapshot(&mut self) {
         let threshold = self.config.snapshot_threshold_entries;
-        if threshold == 0 || self.applied_index < self.log.snapshot().index + threshold {
+        let last_snapshot = self
+            .latest_snapshot
+            .as_ref()
+            .map_or(self.log.snapshot().index, |s| s.meta.index)
+            .max(self.log.snapshot().index);
+        if threshold == 0 || self.applied_index < last_snapshot + threshold {
             return;
         }
         let index = self.applied_index;
@@ -841,7 +848,22 @@ impl<M: StateMachine> Replica<M> {
             meta: meta.clone(),
             data: self.snapshot_data(),
         };
-        self.log.install_snapshot(meta);
+        // Keep the last `snapshot_trailing_entries` in memory: a follower a little behind then
+        // catches up from the log instead of downloading the whole snapshot (etcd keeps 5,000).
+        // Storage compacts at the snapshot itself; these entries are a cache for followers.
+        let boundary = index.saturating_sub(self.config.snapshot_trailing_entries);
+        if boundary == index {
+            self.log.install_snapshot(meta);
+        } else if boundary > self.log.snapshot().index
+            && let Some(boundary_term) = self.log.term_at(boundary)
+        {
+            let boundary_meta = SnapshotMeta {
+                index: boundary,
+                term: boundary_term,
+                membership: self.log.membership_at(boundary),
+            };
+            self.log.install_snapshot(boundary_meta);
+        }
         self.latest_snapshot = Some(snapshot.clone());
         self.persist.snapshot = Some(Box::new(snapshot));
     }

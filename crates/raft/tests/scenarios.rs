@@ -292,6 +292,62 @@ fn rejoining_node_catches_up_by_log() {
 }
 
 #[test]
+fn trailing_entries_let_a_slightly_behind_follower_catch_up_from_the_log() {
+    // Goal: with `snapshot_trailing_entries`, a follower that missed fewer entries than are kept
+    // behind the snapshot catches up by AppendEntries (no snapshot transfer), while the leader
+    // still snapshots; one that missed more gets the snapshot. Method: snapshot every 10 entries,
+    // keep 30; 60 writes reach everyone (so the leader has compacted), then a follower is cut off
+    // for 25 writes, or (second run) for 60.
+    for (missed, expect_snapshot) in [(25u64, false), (60, true)] {
+        let configs = [1, 2, 3]
+            .iter()
+            .map(|&id| {
+                let mut config = test_config(id, &[1, 2, 3], 8);
+                config.snapshot_threshold_entries = 10;
+                config.snapshot_trailing_entries = 30;
+                config
+            })
+            .collect();
+        let mut network = Network::with_configs(configs, 8);
+        let leader = network.elect(2_000);
+        let lagging = network
+            .ids()
+            .into_iter()
+            .find(|&id| id != leader)
+            .expect("follower");
+        for sequence in 1..=60 {
+            network.put(41, sequence, &format!("key-{sequence}"), "v");
+        }
+        assert!(network.settle(2_000));
+        network.isolate(lagging);
+        for sequence in 61..=60 + missed {
+            network.put(41, sequence, &format!("key-{sequence}"), "v");
+        }
+        let kept_from = network.replica(leader).snapshot_meta().index;
+        let applied = network.replica(leader).applied_index();
+        assert!(
+            kept_from > 0 && applied >= kept_from + 30,
+            "the leader compacted, keeping the entries behind its snapshot ({kept_from}, {applied})"
+        );
+        network.heal();
+        assert!(network.settle(5_000));
+        let snapshots = network.delivered.get("snapshot").copied().unwrap_or(0);
+        assert_eq!(
+            snapshots > 0,
+            expect_snapshot,
+            "missed {missed}: {snapshots} chunks"
+        );
+        assert_eq!(
+            network
+                .value(lagging, &format!("key-{}", 60 + missed))
+                .as_deref(),
+            Some("v")
+        );
+        assert_eq!(network.value(lagging, "key-1").as_deref(), Some("v"));
+    }
+}
+
+#[test]
 fn rejoining_node_catches_up_by_snapshot_after_compaction() {
     let configs = [1, 2, 3]
         .iter()

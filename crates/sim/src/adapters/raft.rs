@@ -61,6 +61,8 @@ pub struct RaftSettings {
     pub heartbeat_interval_ms: u64,
     /// Applied entries between snapshots.
     pub snapshot_threshold_entries: u64,
+    /// Entries kept behind a new snapshot for followers to catch up from.
+    pub snapshot_trailing_entries: u64,
     /// Snapshot chunk size, in bytes.
     pub snapshot_chunk_bytes: usize,
     /// A gateway attempt unanswered after this long is retried elsewhere, in milliseconds.
@@ -84,6 +86,7 @@ impl RaftSettings {
             election_timeout_max_ms: 600,
             heartbeat_interval_ms: 60,
             snapshot_threshold_entries: 200,
+            snapshot_trailing_entries: 0,
             snapshot_chunk_bytes: 4 * 1024,
             attempt_timeout_ms: 400,
             give_up_ms: 1_500,
@@ -98,6 +101,7 @@ impl RaftSettings {
         config.election_timeout_max_ms = self.election_timeout_max_ms;
         config.heartbeat_interval_ms = self.heartbeat_interval_ms;
         config.snapshot_threshold_entries = self.snapshot_threshold_entries;
+        config.snapshot_trailing_entries = self.snapshot_trailing_entries;
         config.snapshot_chunk_bytes = self.snapshot_chunk_bytes;
         config.lease_reads = self.lease_reads;
         config.report_applied = self.report_applied;
@@ -1215,6 +1219,11 @@ pub struct RaftRunOutput {
 pub fn run(options: &RaftRunOptions) -> RaftRunOutput {
     let mut settings = RaftSettings::new(options.nodes);
     settings.lease_reads = options.lease_reads;
+    // Half the seeds keep entries behind each snapshot, so both ways of catching up a follower
+    // (InstallSnapshot, or the log kept behind the snapshot) run under the faults.
+    if options.seed % 2 == 1 {
+        settings.snapshot_trailing_entries = 100;
+    }
     let mut cluster = RaftCluster::new(options.config(), settings);
     cluster.start_clients();
     let mut reconfigurations = Reconfigurations::default();
