@@ -5,7 +5,8 @@ mod harness;
 
 use harness::{Network, output, test_config};
 use raft::{
-    ClientError, ClientOperation, KvCommand, KvOutput, MembershipChange, ReadConsistency, Role,
+    ClientError, ClientOperation, KvCommand, KvOutput, MembershipChange, RaftConfig,
+    ReadConsistency, Role,
 };
 
 #[test]
@@ -299,22 +300,9 @@ fn trailing_entries_let_a_slightly_behind_follower_catch_up_from_the_log() {
     // keep 30; 60 writes reach everyone (so the leader has compacted), then a follower is cut off
     // for 25 writes, or (second run) for 60.
     for (missed, expect_snapshot) in [(25u64, false), (60, true)] {
-        let configs = [1, 2, 3]
-            .iter()
-            .map(|&id| {
-                let mut config = test_config(id, &[1, 2, 3], 8);
-                config.snapshot_threshold_entries = 10;
-                config.snapshot_trailing_entries = 30;
-                config
-            })
-            .collect();
-        let mut network = Network::with_configs(configs, 8);
-        let leader = network.elect(2_000);
-        let lagging = network
-            .ids()
-            .into_iter()
-            .find(|&id| id != leader)
-            .expect("follower");
+        let (mut network, leader, lagging) = snapshotting_cluster(|config| {
+            config.snapshot_trailing_entries = 30;
+        });
         for sequence in 1..=60 {
             network.put(41, sequence, &format!("key-{sequence}"), "v");
         }
@@ -347,24 +335,33 @@ fn trailing_entries_let_a_slightly_behind_follower_catch_up_from_the_log() {
     }
 }
 
-#[test]
-fn rejoining_node_catches_up_by_snapshot_after_compaction() {
+/// Three replicas snapshotting every 10 entries (plus `adjust`), a leader elected; returns the
+/// network, the leader and one follower.
+fn snapshotting_cluster(adjust: impl Fn(&mut RaftConfig)) -> (Network, u64, u64) {
     let configs = [1, 2, 3]
         .iter()
         .map(|&id| {
             let mut config = test_config(id, &[1, 2, 3], 8);
             config.snapshot_threshold_entries = 10;
-            config.snapshot_chunk_bytes = 64; // force several chunks
+            adjust(&mut config);
             config
         })
         .collect();
     let mut network = Network::with_configs(configs, 8);
     let leader = network.elect(2_000);
-    let lagging = network
+    let follower = network
         .ids()
         .into_iter()
         .find(|&id| id != leader)
         .expect("follower");
+    (network, leader, follower)
+}
+
+#[test]
+fn rejoining_node_catches_up_by_snapshot_after_compaction() {
+    let (mut network, leader, lagging) = snapshotting_cluster(|config| {
+        config.snapshot_chunk_bytes = 64; // force several chunks
+    });
     network.isolate(lagging);
     for sequence in 1..=40 {
         network.put(41, sequence, &format!("key-{sequence}"), "some value bytes");
