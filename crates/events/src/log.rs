@@ -97,7 +97,7 @@ pub enum Outcome {
 }
 
 /// Why a command was refused. In every case the log's state is unchanged.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum CommandError {
     /// The stream's actual revision does not satisfy the expected version.
@@ -159,7 +159,7 @@ pub enum CommandError {
 }
 
 /// Why a read failed.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ReadError {
     /// The stream was tombstoned.

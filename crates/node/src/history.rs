@@ -120,75 +120,20 @@ pub enum EventsOutput {
     Error(EventsError),
 }
 
-/// Why the event store refused a command or a read. Serializable, so it travels back through
-/// the Raft reply. In every case the state is unchanged.
+/// Why the event store refused a command or a read: the event log's own errors, which travel
+/// back through the Raft reply. In every case the state is unchanged.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Error)]
 #[non_exhaustive]
 pub enum EventsError {
-    /// The stream's actual revision does not satisfy the expected version.
-    #[error("wrong expected version on stream {stream:?}: expected {expected}, actual {actual}")]
-    WrongExpectedVersion {
-        /// The stream.
-        stream: String,
-        /// What the caller expected.
-        expected: ExpectedVersion,
-        /// What the stream really is at.
-        actual: StreamRevision,
-    },
-    /// The stream was tombstoned: it can be neither written nor read.
-    #[error("stream {stream:?} is deleted (tombstoned)")]
-    StreamDeleted {
-        /// The stream.
-        stream: String,
-    },
-    /// Some events of the batch were written before, but not as this same append.
-    #[error(
-        "event {event_id} was already written, but not as part of this same append to {stream:?}"
-    )]
-    IdempotencyConflict {
-        /// The first event id found written elsewhere.
-        event_id: Uuid,
-        /// The stream the append targeted.
-        stream: String,
-    },
-    /// The request itself is invalid (empty or oversized batch, repeated id, bad stream name,
-    /// a revision bound on `$all`…).
-    #[error("invalid request: {0}")]
-    Invalid(String),
+    /// The log refused the command (expected version, tombstone, idempotency, limits).
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The log refused the read (tombstoned stream, a revision bound on `$all`).
+    #[error(transparent)]
+    Read(#[from] ReadError),
     /// The state machine could not answer (a bug, or bytes that do not decode).
     #[error("event store failure: {0}")]
     Internal(String),
-}
-
-impl From<CommandError> for EventsError {
-    fn from(error: CommandError) -> Self {
-        match error {
-            CommandError::WrongExpectedVersion {
-                stream,
-                expected,
-                actual,
-            } => EventsError::WrongExpectedVersion {
-                stream,
-                expected,
-                actual,
-            },
-            CommandError::StreamDeleted { stream } => EventsError::StreamDeleted { stream },
-            CommandError::IdempotencyConflict { event_id, stream } => {
-                EventsError::IdempotencyConflict { event_id, stream }
-            }
-            other => EventsError::Invalid(other.to_string()),
-        }
-    }
-}
-
-impl From<ReadError> for EventsError {
-    fn from(error: ReadError) -> Self {
-        match error {
-            ReadError::StreamDeleted { stream } => EventsError::StreamDeleted { stream },
-            ReadError::RevisionBoundOnAll => EventsError::Invalid(error.to_string()),
-            other => EventsError::Internal(other.to_string()),
-        }
-    }
 }
 
 /// The event store's replicated state: an [`EventLog`] that is never evicted to disk (Raft's
@@ -703,11 +648,11 @@ mod tests {
         };
         assert_eq!(
             error,
-            EventsError::WrongExpectedVersion {
+            EventsError::Command(CommandError::WrongExpectedVersion {
                 stream: "cart-1".into(),
                 expected: ExpectedVersion::Exact(0),
                 actual: StreamRevision::Revision(2),
-            }
+            })
         );
         assert!(error.to_string().contains("actual revision 2"), "{error}");
         let exists = apply(
@@ -721,10 +666,10 @@ mod tests {
         );
         assert!(matches!(
             exists,
-            EventsOutput::Error(EventsError::WrongExpectedVersion {
+            EventsOutput::Error(EventsError::Command(CommandError::WrongExpectedVersion {
                 actual: StreamRevision::NoStream,
                 ..
-            })
+            }))
         ));
         // Refused commands changed nothing.
         assert_eq!(read_all(&machine, ReadRange::forwards()).events.len(), 3);
@@ -763,7 +708,9 @@ mod tests {
         );
         assert!(matches!(
             overlap,
-            EventsOutput::Error(EventsError::IdempotencyConflict { .. })
+            EventsOutput::Error(EventsError::Command(
+                CommandError::IdempotencyConflict { .. }
+            ))
         ));
     }
 
@@ -848,7 +795,7 @@ mod tests {
         );
         assert!(matches!(
             refused,
-            EventsOutput::Error(EventsError::Invalid(_))
+            EventsOutput::Error(EventsError::Read(ReadError::RevisionBoundOnAll))
         ));
     }
 
@@ -893,7 +840,7 @@ mod tests {
                     range: ReadRange::forwards()
                 }
             ),
-            EventsOutput::Error(EventsError::StreamDeleted { .. })
+            EventsOutput::Error(EventsError::Read(ReadError::StreamDeleted { .. }))
         ));
         let refused = apply(
             &mut machine,
@@ -901,7 +848,7 @@ mod tests {
         );
         assert!(matches!(
             refused,
-            EventsOutput::Error(EventsError::StreamDeleted { .. })
+            EventsOutput::Error(EventsError::Command(CommandError::StreamDeleted { .. }))
         ));
         // Positions stay gapless: deleted events keep their place in $all.
         assert_eq!(machine.events().log().next_position(), 4);

@@ -24,8 +24,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use clock::HlcTimestamp;
 use events::{
-    AppendResult, AsOf, CONTENT_TYPE_JSON, Direction, EventData, ExpectedVersion, Metadata,
-    RecordedEvent, StreamRevision, Uuid,
+    AppendResult, AsOf, CONTENT_TYPE_JSON, CommandError, Direction, EventData, ExpectedVersion,
+    Metadata, ReadError, RecordedEvent, StreamRevision, Uuid,
 };
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
@@ -99,11 +99,11 @@ impl From<HistoryError> for ApiError {
     fn from(error: HistoryError) -> Self {
         let message = error.to_string();
         let (status, body) = match error {
-            HistoryError::Events(EventsError::WrongExpectedVersion {
+            HistoryError::Events(EventsError::Command(CommandError::WrongExpectedVersion {
                 stream,
                 expected,
                 actual,
-            }) => (
+            })) => (
                 StatusCode::CONFLICT,
                 json!({
                     "error": message,
@@ -112,17 +112,25 @@ impl From<HistoryError> for ApiError {
                     "actual_revision": revision_json(actual),
                 }),
             ),
-            HistoryError::Events(EventsError::IdempotencyConflict { event_id, stream }) => (
+            HistoryError::Events(EventsError::Command(CommandError::IdempotencyConflict {
+                event_id,
+                stream,
+            })) => (
                 StatusCode::CONFLICT,
                 json!({ "error": message, "stream": stream, "event_id": event_id }),
             ),
-            HistoryError::Events(EventsError::StreamDeleted { stream }) => (
+            HistoryError::Events(
+                EventsError::Command(CommandError::StreamDeleted { stream })
+                | EventsError::Read(ReadError::StreamDeleted { stream }),
+            ) => (
                 StatusCode::GONE,
                 json!({ "error": message, "stream": stream }),
             ),
-            HistoryError::Events(EventsError::Invalid(_)) => {
-                (StatusCode::BAD_REQUEST, json!({ "error": message }))
-            }
+            // The rest of the command refusals are malformed requests (empty or oversized batch,
+            // repeated id, bad stream name), like a revision bound on a read of `$all`.
+            HistoryError::Events(
+                EventsError::Command(_) | EventsError::Read(ReadError::RevisionBoundOnAll),
+            ) => (StatusCode::BAD_REQUEST, json!({ "error": message })),
             HistoryError::Node(NodeError::Uncertain { .. }) => {
                 (StatusCode::GATEWAY_TIMEOUT, json!({ "error": message }))
             }
@@ -613,24 +621,27 @@ mod tests {
 
     #[test]
     fn conflicts_answer_409_with_the_actual_revision() {
-        let error = HistoryError::Events(EventsError::WrongExpectedVersion {
-            stream: "s".into(),
-            expected: ExpectedVersion::Exact(1),
-            actual: StreamRevision::Revision(4),
-        });
+        let error =
+            HistoryError::Events(EventsError::Command(CommandError::WrongExpectedVersion {
+                stream: "s".into(),
+                expected: ExpectedVersion::Exact(1),
+                actual: StreamRevision::Revision(4),
+            }));
         let api = ApiError::from(error);
         assert_eq!(api.status, StatusCode::CONFLICT);
         assert_eq!(api.body["actual_revision"], 4);
         assert_eq!(api.body["expected_version"], "1");
-        let none = ApiError::from(HistoryError::Events(EventsError::WrongExpectedVersion {
-            stream: "s".into(),
-            expected: ExpectedVersion::StreamExists,
-            actual: StreamRevision::NoStream,
-        }));
+        let none = ApiError::from(HistoryError::Events(EventsError::Command(
+            CommandError::WrongExpectedVersion {
+                stream: "s".into(),
+                expected: ExpectedVersion::StreamExists,
+                actual: StreamRevision::NoStream,
+            },
+        )));
         assert_eq!(none.body["actual_revision"], Value::Null);
-        let gone = ApiError::from(HistoryError::Events(EventsError::StreamDeleted {
-            stream: "s".into(),
-        }));
+        let gone = ApiError::from(HistoryError::Events(EventsError::Read(
+            ReadError::StreamDeleted { stream: "s".into() },
+        )));
         assert_eq!(gone.status, StatusCode::GONE);
     }
 
