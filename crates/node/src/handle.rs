@@ -228,15 +228,7 @@ impl NodeHandle {
         query: StrongQuery,
         stale: bool,
     ) -> Result<(StrongOutput, bool), NodeError> {
-        let consistency = if stale {
-            ReadConsistency::Stale
-        } else {
-            ReadConsistency::Linearizable
-        };
-        let operation = ClientOperation::Read {
-            query: MachineQuery::Strong(query).encode(),
-            consistency,
-        };
+        let operation = strong_read_operation(query, stale);
         if stale {
             let request_id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
             let answer = self
@@ -345,5 +337,19 @@ fn gave_up(definite: bool, reason: String) -> NodeError {
         NodeError::Refused(format!("no leader could be reached: {reason}"))
     } else {
         NodeError::Uncertain { reason }
+    }
+}
+
+/// The Raft read of `query` in the strong keyspace: linearizable, or from the replica's possibly
+/// stale state when `stale`.
+pub(crate) fn strong_read_operation(query: StrongQuery, stale: bool) -> ClientOperation {
+    let consistency = if stale {
+        ReadConsistency::Stale
+    } else {
+        ReadConsistency::Linearizable
+    };
+    ClientOperation::Read {
+        query: MachineQuery::Strong(query).encode(),
+        consistency,
     }
 }

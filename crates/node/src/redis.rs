@@ -22,13 +22,13 @@ use tokio::task::JoinSet;
 use crate::available::{ApOperation, ApOutput};
 use crate::command::{self, Command};
 use crate::handle::{NodeError, NodeHandle, strong_output, strong_result};
-use crate::machine::{MachineCommand, MachineQuery};
+use crate::machine::MachineCommand;
 use crate::metrics::Metrics;
 use crate::process::Mode;
 use crate::process::{NodeRequest, NodeResponse};
 use crate::resp::{Limits, Protocol, RequestParser, Value};
 use crate::strong::{StrongCommand, StrongOutput, StrongQuery};
-use raft::{ClientOperation, ReadConsistency};
+use raft::ClientOperation;
 
 /// Most requests one connection may have in flight before the server stops reading from it.
 pub const IN_FLIGHT_MAX: usize = 1_024;
@@ -620,15 +620,7 @@ async fn single_request(handle: &NodeHandle, request: NodeRequest) -> Result<Val
 
 /// The request reading `query` from the strong keyspace (this replica's state when `stale`).
 fn plan_read(query: StrongQuery, stale: bool) -> NodeRequest {
-    let consistency = if stale {
-        ReadConsistency::Stale
-    } else {
-        ReadConsistency::Linearizable
-    };
-    let operation = ClientOperation::Read {
-        query: MachineQuery::Strong(query).encode(),
-        consistency,
-    };
+    let operation = crate::handle::strong_read_operation(query, stale);
     if stale {
         NodeRequest::StrongLocal(operation)
     } else {
