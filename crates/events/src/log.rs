@@ -20,7 +20,7 @@ use crate::event::{
 };
 
 /// One entry of the durable log: what recovery replays to rebuild an [`EventLog`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogRecord {
     /// An event committed at its position.
     Event(Arc<RecordedEvent>),

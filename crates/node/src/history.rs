@@ -11,13 +11,12 @@
 //! [`NodeHandle::events_append`]), and the log only raises the time to keep it non-decreasing
 //! along positions. A refused command changes no replica.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clock::HlcTimestamp;
 use events::{
     AppendResult, Command, CommandError, Direction, EventData, EventLog, ExpectedVersion,
-    LogRecord, Outcome, ReadError, ReadOptions, RecordedEvent, StreamRevision, Uuid,
+    LogRecord, Outcome, ReadError, ReadOptions, RecordedEvent, StreamRevision,
 };
 use raft::{ClientOperation, ReadConsistency};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -272,104 +271,21 @@ impl EventHistory {
     }
 }
 
-/// The serialized form of one snapshot record (the events crate's [`LogRecord`] is not serde).
-#[derive(Serialize, Deserialize)]
-enum SnapshotRecord {
-    Event(RecordedEvent),
-    Truncated {
-        stream: String,
-        before_revision: u64,
-    },
-    Tombstoned {
-        stream: String,
-    },
-    Erased {
-        stream: String,
-        revision: u64,
-        position: u64,
-        recorded_at: HlcTimestamp,
-        event_id: Uuid,
-    },
-}
-
-impl From<LogRecord> for SnapshotRecord {
-    fn from(record: LogRecord) -> Self {
-        match record {
-            LogRecord::Event(event) => SnapshotRecord::Event(
-                Arc::try_unwrap(event).unwrap_or_else(|shared| RecordedEvent::clone(&shared)),
-            ),
-            LogRecord::Truncated {
-                stream,
-                before_revision,
-            } => SnapshotRecord::Truncated {
-                stream,
-                before_revision,
-            },
-            LogRecord::Tombstoned { stream } => SnapshotRecord::Tombstoned { stream },
-            LogRecord::Erased {
-                stream,
-                revision,
-                position,
-                recorded_at,
-                event_id,
-            } => SnapshotRecord::Erased {
-                stream,
-                revision,
-                position,
-                recorded_at,
-                event_id,
-            },
-        }
-    }
-}
-
-impl From<SnapshotRecord> for LogRecord {
-    fn from(record: SnapshotRecord) -> Self {
-        match record {
-            SnapshotRecord::Event(event) => LogRecord::Event(Arc::new(event)),
-            SnapshotRecord::Truncated {
-                stream,
-                before_revision,
-            } => LogRecord::Truncated {
-                stream,
-                before_revision,
-            },
-            SnapshotRecord::Tombstoned { stream } => LogRecord::Tombstoned { stream },
-            SnapshotRecord::Erased {
-                stream,
-                revision,
-                position,
-                recorded_at,
-                event_id,
-            } => LogRecord::Erased {
-                stream,
-                revision,
-                position,
-                recorded_at,
-                event_id,
-            },
-        }
-    }
-}
-
 impl Serialize for EventHistory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let records = self
-            .log
+        self.log
             .snapshot_records()
-            .map_err(serde::ser::Error::custom)?;
-        let records: Vec<SnapshotRecord> = records.into_iter().map(SnapshotRecord::from).collect();
-        records.serialize(serializer)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
     }
 }
 
 impl<'de> Deserialize<'de> for EventHistory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let records = Vec::<SnapshotRecord>::deserialize(deserializer)?;
+        let records = Vec::<LogRecord>::deserialize(deserializer)?;
         let mut log = EventLog::new();
         for record in records {
-            log.restore(record.into())
-                .map_err(serde::de::Error::custom)?;
+            log.restore(record).map_err(serde::de::Error::custom)?;
         }
         Ok(Self { log })
     }
@@ -521,7 +437,7 @@ impl NodeHandle {
 
 #[cfg(test)]
 mod tests {
-    use events::Metadata;
+    use events::{Metadata, Uuid};
     use raft::StateMachine;
 
     use events::AsOf;
